@@ -1,0 +1,56 @@
+package coap
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+)
+
+// Desired is the control plane's answer to a data push (2.04 to POST /dp)
+// and to a registration (2.01 to POST /rd): what it wants the device to do.
+type Desired struct {
+	// Seq is the highest report sequence number the server has accepted.
+	// A device that lost its own count continues above it.
+	Seq uint64 `cbor:"seq" json:"seq"`
+	// Interval is the report interval the server wants, in seconds.
+	Interval uint32 `cbor:"interval" json:"interval"`
+	// ConfigRevision changes whenever the device's configuration does.
+	ConfigRevision uint64 `cbor:"cfg" json:"cfg"`
+	// Firmware, when set, is an image the device should fetch and install.
+	Firmware *FirmwareTarget `cbor:"fw,omitempty" json:"fw,omitempty"`
+}
+
+// FirmwareTarget names a firmware image to fetch with GET /fw/{sha256}.
+type FirmwareTarget struct {
+	Version string `cbor:"version" json:"version"`
+	SHA256  string `cbor:"sha256" json:"sha256"`
+	Size    uint64 `cbor:"size" json:"size"`
+}
+
+// Encode encodes d as CBOR, or JSON when format is FormatJSON.
+func (d *Desired) Encode(format message.MediaType) ([]byte, error) {
+	if format == FormatJSON {
+		return json.Marshal(d)
+	}
+	return cborEnc.Marshal(d)
+}
+
+// DecodeDesired decodes a desired-state map (CBOR or JSON).
+func DecodeDesired(format message.MediaType, data []byte) (*Desired, error) {
+	var d Desired
+	switch format {
+	case FormatJSON:
+		if err := json.NewDecoder(bytes.NewReader(data)).Decode(&d); err != nil {
+			return nil, fmt.Errorf("coap: desired state: %w", err)
+		}
+	case FormatCBOR:
+		if err := cborDec.Unmarshal(data, &d); err != nil {
+			return nil, fmt.Errorf("coap: desired state: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("coap: desired state in content format %d", format)
+	}
+	return &d, nil
+}
