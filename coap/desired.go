@@ -16,8 +16,9 @@ type Desired struct {
 	Seq uint64 `cbor:"seq" json:"seq"`
 	// Interval is the report interval the server wants, in seconds.
 	Interval uint32 `cbor:"interval" json:"interval"`
-	// ConfigRevision changes whenever the device's configuration does.
-	ConfigRevision uint64 `cbor:"cfg" json:"cfg"`
+	// ConfigRevision changes whenever the device's configuration does;
+	// absent until device configuration exists.
+	ConfigRevision uint64 `cbor:"cfg,omitempty" json:"cfg,omitempty"`
 	// Firmware, when set, is an image the device should fetch and install.
 	Firmware *FirmwareTarget `cbor:"fw,omitempty" json:"fw,omitempty"`
 }

@@ -1,0 +1,210 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/medfleet/medfleet/coap"
+	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
+)
+
+// Config tunes the inventory.
+type Config struct {
+	// CheckpointInterval is how often changed statuses are written to etcd:
+	// the most status a crash can lose.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// MaxTxnOps bounds the keys in one etcd transaction (etcd's own limit is
+	// 128 by default).
+	MaxTxnOps int `yaml:"max_txn_ops"`
+	// LivenessGrace is added to a registration's lifetime before the device
+	// counts as offline.
+	LivenessGrace time.Duration `yaml:"liveness_grace"`
+	// ReportInterval is the report interval the server asks devices for.
+	ReportInterval time.Duration `yaml:"report_interval"`
+	// RequestTimeout bounds every etcd call.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// DefaultConfig returns the defaults documented in docs/operations.md.
+func DefaultConfig() Config {
+	return Config{
+		CheckpointInterval: time.Second,
+		MaxTxnOps:          128,
+		LivenessGrace:      15 * time.Second,
+		ReportInterval:     10 * time.Second,
+		RequestTimeout:     5 * time.Second,
+	}
+}
+
+// Validate checks the configuration; errors name the field by its path.
+func (c Config) Validate() error {
+	switch {
+	case c.CheckpointInterval < 10*time.Millisecond || c.CheckpointInterval > time.Minute:
+		return fmt.Errorf("inventory.checkpoint_interval: %v is outside 10ms-1m", c.CheckpointInterval)
+	case c.MaxTxnOps < 1 || c.MaxTxnOps > 10000:
+		return fmt.Errorf("inventory.max_txn_ops: %d is outside 1-10000", c.MaxTxnOps)
+	case c.LivenessGrace < 0:
+		return fmt.Errorf("inventory.liveness_grace: negative")
+	case c.ReportInterval < time.Second || c.ReportInterval > 24*time.Hour:
+		return fmt.Errorf("inventory.report_interval: %v is outside 1s-24h", c.ReportInterval)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("inventory.request_timeout: must be positive")
+	}
+	return nil
+}
+
+// Inventory holds every device in memory and keeps etcd up to date.
+type Inventory struct {
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	store store
+
+	createMu sync.Mutex // serialises creations, so an id enters the map once
+
+	mu      sync.RWMutex
+	devices map[string]*entry
+	ids     []string // sorted; ListDevices pages through it
+
+	dirtyMu sync.Mutex
+	dirty   map[string]struct{}
+
+	checkpoints checkpointStats
+}
+
+// entry is one device. mu guards spec, rev and status in memory; wmu
+// serialises registry writes to etcd, so the Txn's revision compare and the
+// in-memory update agree.
+type entry struct {
+	wmu    sync.Mutex
+	mu     sync.Mutex
+	spec   *pb.Device // registry part; replaced, never mutated, once published
+	rev    int64      // spec's etcd ModRevision: the etag
+	status *pb.DeviceStatus
+}
+
+// New builds an inventory over an etcd client. It starts nothing: call Load,
+// then Run.
+func New(cfg Config, client *clientv3.Client, log *slog.Logger, now func() time.Time) (*Inventory, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if client == nil {
+		return nil, errors.New("inventory: no etcd client")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Inventory{
+		cfg:     cfg,
+		log:     log,
+		now:     now,
+		store:   store{kv: client.KV, lease: client.Lease, maxOps: cfg.MaxTxnOps},
+		devices: map[string]*entry{},
+		dirty:   map[string]struct{}{},
+	}, nil
+}
+
+// Load reads every device and status from etcd into memory.
+func (inv *Inventory) Load(ctx context.Context) error {
+	devices := map[string]*entry{}
+	err := inv.store.loadPrefix(ctx, devicesPrefix, func(l loaded) error {
+		d := &pb.Device{}
+		if err := proto.Unmarshal(l.msg, d); err != nil {
+			return fmt.Errorf("inventory: device %q in etcd: %w", l.id, err)
+		}
+		devices[l.id] = &entry{spec: d, rev: l.rev, status: &pb.DeviceStatus{}}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = inv.store.loadPrefix(ctx, statusPrefix, func(l loaded) error {
+		e, ok := devices[l.id]
+		if !ok {
+			return nil // a status whose device never committed: ignore
+		}
+		return proto.Unmarshal(l.msg, e.status)
+	})
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(devices))
+	for id := range devices {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	inv.mu.Lock()
+	inv.devices, inv.ids = devices, ids
+	inv.mu.Unlock()
+	inv.log.Info("inventory loaded", "devices", len(ids))
+	return nil
+}
+
+// Len is the number of devices, decommissioned ones included.
+func (inv *Inventory) Len() int {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return len(inv.ids)
+}
+
+func (inv *Inventory) lookup(id string) (*entry, bool) {
+	inv.mu.RLock()
+	e, ok := inv.devices[id]
+	inv.mu.RUnlock()
+	return e, ok
+}
+
+func (inv *Inventory) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, inv.cfg.RequestTimeout)
+}
+
+// online reports whether a status has a live registration at now.
+func (inv *Inventory) online(st *pb.DeviceStatus, now time.Time) bool {
+	if st.GetLifetimeSeconds() == 0 || st.GetLastSeenTime() == nil {
+		return false
+	}
+	deadline := st.GetLastSeenTime().AsTime().Add(time.Duration(st.GetLifetimeSeconds())*time.Second + inv.cfg.LivenessGrace)
+	return now.Before(deadline)
+}
+
+// view returns a copy of a device for callers, with output-only fields set.
+// e.mu must be held.
+func (inv *Inventory) view(id string, e *entry, now time.Time) *pb.Device {
+	d := proto.Clone(e.spec).(*pb.Device)
+	d.Name = "devices/" + id
+	d.Etag = strconv.FormatInt(e.rev, 10)
+	d.Status = proto.Clone(e.status).(*pb.DeviceStatus)
+	d.Status.UsageHours = e.status.GetUsageSeconds() / 3600
+	d.Status.Connectivity = pb.Connectivity_CONNECTIVITY_OFFLINE
+	if inv.online(e.status, now) {
+		d.Status.Connectivity = pb.Connectivity_CONNECTIVITY_ONLINE
+	}
+	return d
+}
+
+func (inv *Inventory) markDirty(id string) {
+	inv.dirtyMu.Lock()
+	inv.dirty[id] = struct{}{}
+	inv.dirtyMu.Unlock()
+}
+
+func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// validateID wraps coap.ValidateDeviceID as a field error.
+func validateID(field, id string) error {
+	if err := coap.ValidateDeviceID(id); err != nil {
+		return &FieldError{Field: field, Reason: err.Error()}
+	}
+	return nil
+}

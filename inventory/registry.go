@@ -1,0 +1,303 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/medfleet/medfleet/coap"
+	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
+)
+
+// List bounds (AIP-158).
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+	maxLabels       = 64
+	maxRequestID    = 64
+)
+
+var labelKeyPattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,62}$`)
+
+// UpdatableFields are the registry fields UpdateDevice may change.
+var UpdatableFields = []string{"profile", "model", "manufacturer", "serial", "udi", "labels"}
+
+// Create adds a device. With a requestID seen in the last 24 hours it
+// returns the device that request created instead.
+func (inv *Inventory) Create(ctx context.Context, id string, d *pb.Device, requestID string) (*pb.Device, error) {
+	if err := validateID("device_id", id); err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, &FieldError{Field: "device", Reason: "required"}
+	}
+	if len(requestID) > maxRequestID {
+		return nil, &FieldError{Field: "request_id", Reason: fmt.Sprintf("longer than %d characters", maxRequestID)}
+	}
+	now := inv.now()
+	spec := &pb.Device{
+		Profile:      d.GetProfile(),
+		Model:        d.GetModel(),
+		Manufacturer: d.GetManufacturer(),
+		Serial:       d.GetSerial(),
+		Udi:          d.GetUdi(),
+		Labels:       d.GetLabels(),
+		CreateTime:   ts(now),
+		UpdateTime:   ts(now),
+	}
+	if err := validateSpec("device.", spec); err != nil {
+		return nil, err
+	}
+	return inv.create(ctx, id, spec, requestID)
+}
+
+func (inv *Inventory) create(ctx context.Context, id string, spec *pb.Device, requestID string) (*pb.Device, error) {
+	inv.createMu.Lock()
+	defer inv.createMu.Unlock()
+	if _, ok := inv.lookup(id); ok && requestID == "" {
+		return nil, ErrAlreadyExists
+	}
+	ctx, cancel := inv.ctx(ctx)
+	defer cancel()
+	rev, madeBy, err := inv.store.createDevice(ctx, id, spec, requestID)
+	if err != nil {
+		return nil, err
+	}
+	if madeBy != "" {
+		return inv.Get(madeBy)
+	}
+	e := &entry{spec: spec, rev: rev, status: &pb.DeviceStatus{}}
+	inv.mu.Lock()
+	inv.devices[id] = e
+	i, _ := slices.BinarySearch(inv.ids, id)
+	inv.ids = slices.Insert(inv.ids, i, id)
+	inv.mu.Unlock()
+	inv.log.Info("device created", "device", id, "profile", spec.GetProfile(), "model", spec.GetModel())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return inv.view(id, e, inv.now()), nil
+}
+
+// Get returns a device.
+func (inv *Inventory) Get(id string) (*pb.Device, error) {
+	e, ok := inv.lookup(id)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return inv.view(id, e, inv.now()), nil
+}
+
+// ListRequest is a ListDevices query.
+type ListRequest struct {
+	PageSize           int
+	PageToken          string
+	Filter             string
+	ShowDecommissioned bool
+}
+
+// ListResult is one page of devices.
+type ListResult struct {
+	Devices       []*pb.Device
+	NextPageToken string
+	TotalSize     int
+}
+
+// List returns one page of devices, ordered by id.
+func (inv *Inventory) List(req ListRequest) (*ListResult, error) {
+	switch {
+	case req.PageSize < 0:
+		return nil, &FieldError{Field: "page_size", Reason: "negative"}
+	case req.PageSize == 0:
+		req.PageSize = DefaultPageSize
+	case req.PageSize > MaxPageSize:
+		req.PageSize = MaxPageSize
+	}
+	f, err := ParseFilter(req.Filter)
+	if err != nil {
+		return nil, err
+	}
+	query := queryDigest(f.String(), req.ShowDecommissioned)
+	after, err := decodePageToken(req.PageToken, query)
+	if err != nil {
+		return nil, err
+	}
+
+	inv.mu.RLock()
+	ids := inv.ids
+	entries := inv.devices
+	start := 0
+	if after != "" {
+		start = sort.SearchStrings(ids, after)
+		if start < len(ids) && ids[start] == after {
+			start++
+		}
+	}
+	// The whole index is scanned to count the matches on all pages; only
+	// the page itself is copied out.
+	now := inv.now()
+	res := &ListResult{}
+	var last string // id of the last device on the page
+	for i, id := range ids {
+		e := entries[id]
+		e.mu.Lock()
+		match := (req.ShowDecommissioned || e.spec.GetDecommissionTime() == nil) &&
+			f.match(e.spec, e.status, inv.connectivity(e.status, now))
+		if match {
+			res.TotalSize++
+			switch {
+			case i < start:
+			case len(res.Devices) < req.PageSize:
+				res.Devices = append(res.Devices, inv.view(id, e, now))
+				last = id
+			case res.NextPageToken == "":
+				res.NextPageToken = encodePageToken(pageToken{After: last, Query: query})
+			}
+		}
+		e.mu.Unlock()
+	}
+	inv.mu.RUnlock()
+	return res, nil
+}
+
+func (inv *Inventory) connectivity(st *pb.DeviceStatus, now time.Time) pb.Connectivity {
+	if inv.online(st, now) {
+		return pb.Connectivity_CONNECTIVITY_ONLINE
+	}
+	return pb.Connectivity_CONNECTIVITY_OFFLINE
+}
+
+// Update changes the registry fields named in paths ("*" for all), if etag is
+// empty or still the device's.
+func (inv *Inventory) Update(ctx context.Context, id string, d *pb.Device, paths []string, etag string) (*pb.Device, error) {
+	if len(paths) == 0 {
+		return nil, &FieldError{Field: "update_mask", Reason: "required; name the fields to change, or *"}
+	}
+	if slices.Contains(paths, "*") {
+		paths = UpdatableFields
+	}
+	for _, p := range paths {
+		if !slices.Contains(UpdatableFields, p) {
+			return nil, &FieldError{Field: "update_mask", Reason: fmt.Sprintf("%q cannot be updated; updatable: profile, model, manufacturer, serial, udi, labels", p)}
+		}
+	}
+	return inv.modify(ctx, id, etag, func(spec *pb.Device) error {
+		for _, p := range paths {
+			switch p {
+			case "profile":
+				spec.Profile = d.GetProfile()
+			case "model":
+				spec.Model = d.GetModel()
+			case "manufacturer":
+				spec.Manufacturer = d.GetManufacturer()
+			case "serial":
+				spec.Serial = d.GetSerial()
+			case "udi":
+				spec.Udi = d.GetUdi()
+			case "labels":
+				spec.Labels = maps.Clone(d.GetLabels())
+			}
+		}
+		return validateSpec("device.", spec)
+	})
+}
+
+// Decommission marks a device decommissioned (DeleteDevice).
+func (inv *Inventory) Decommission(ctx context.Context, id, etag string) (*pb.Device, error) {
+	return inv.modify(ctx, id, etag, func(spec *pb.Device) error {
+		if spec.DecommissionTime != nil {
+			return ErrDecommissioned
+		}
+		spec.DecommissionTime = ts(inv.now())
+		return nil
+	})
+}
+
+// modify applies change to a copy of the device's registry part and writes
+// it through to etcd, guarded by the etag.
+func (inv *Inventory) modify(ctx context.Context, id, etag string, change func(*pb.Device) error) (*pb.Device, error) {
+	e, ok := inv.lookup(id)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.mu.Lock()
+	spec, rev := proto.Clone(e.spec).(*pb.Device), e.rev
+	e.mu.Unlock()
+	if etag != "" && etag != strconv.FormatInt(rev, 10) {
+		return nil, ErrConflict
+	}
+	if err := change(spec); err != nil {
+		return nil, err
+	}
+	spec.UpdateTime = ts(inv.now())
+	ctx, cancel := inv.ctx(ctx)
+	defer cancel()
+	newRev, err := inv.store.updateDevice(ctx, id, spec, rev)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.spec, e.rev = spec, newRev
+	return inv.view(id, e, inv.now()), nil
+}
+
+// validateSpec checks the registry fields of a device; prefix is the path
+// of the device in the request ("device.").
+func validateSpec(prefix string, d *pb.Device) error {
+	if d.GetProfile() == "" {
+		return &FieldError{Field: prefix + "profile", Reason: "required"}
+	}
+	if err := coap.ValidateProfile(d.GetProfile()); err != nil {
+		return &FieldError{Field: prefix + "profile", Reason: err.Error()}
+	}
+	for _, f := range []struct{ name, value string }{
+		{"model", d.GetModel()}, {"manufacturer", d.GetManufacturer()}, {"serial", d.GetSerial()}, {"udi", d.GetUdi()},
+	} {
+		if err := checkText(f.value); err != nil {
+			return &FieldError{Field: prefix + f.name, Reason: err.Error()}
+		}
+	}
+	if d.GetModel() == "" {
+		return &FieldError{Field: prefix + "model", Reason: "required"}
+	}
+	if len(d.GetLabels()) > maxLabels {
+		return &FieldError{Field: prefix + "labels", Reason: fmt.Sprintf("%d labels, at most %d", len(d.GetLabels()), maxLabels)}
+	}
+	for k, v := range d.GetLabels() {
+		if !labelKeyPattern.MatchString(k) {
+			return &FieldError{Field: prefix + "labels", Reason: fmt.Sprintf("key %q: want a lower-case letter, then up to 62 of [a-z0-9_.-]", k)}
+		}
+		if len(v) > 63 || checkText(v) != nil {
+			return &FieldError{Field: prefix + "labels", Reason: fmt.Sprintf("value of %q: at most 63 bytes of printable UTF-8", k)}
+		}
+	}
+	return nil
+}
+
+func checkText(s string) error {
+	if len(s) > coap.MaxStringLen {
+		return fmt.Errorf("longer than %d bytes", coap.MaxStringLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("not UTF-8")
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Errorf("contains a control character")
+		}
+	}
+	return nil
+}
+
