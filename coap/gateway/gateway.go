@@ -1,0 +1,424 @@
+// Package gateway is the control plane's side of the device protocol: a
+// go-coap UDP server that routes protocol v1 requests, decodes and checks
+// what devices send, and hands it to a Backend.
+//
+// It imports coap and go-coap only. The Backend interface is how the server
+// wires it to the inventory without this package knowing about either; the
+// server's adapter translates the inventory's errors into this package's.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	coapnet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/medfleet/medfleet/coap"
+)
+
+// Backend is what the gateway needs from the rest of the control plane.
+// Errors it returns are ErrNotRegistered, ErrForbidden, a *coap.FieldError,
+// or anything else for a server fault.
+type Backend interface {
+	Register(ctx context.Context, device string, reg *coap.Registration, lifetime time.Duration) (*coap.Desired, error)
+	UpdateRegistration(ctx context.Context, device string, reg *coap.Registration) (*coap.Desired, error)
+	Deregister(ctx context.Context, device string) error
+	// Report applies a data push. duplicate is true when the report's seq
+	// was accepted before.
+	Report(ctx context.Context, device string, r *coap.Report) (d *coap.Desired, duplicate bool, err error)
+}
+
+// Errors a Backend returns for expected outcomes.
+var (
+	// ErrNotRegistered: 4.04, the device must register again.
+	ErrNotRegistered = errors.New("gateway: device not registered")
+	// ErrForbidden: 4.03, e.g. a decommissioned device.
+	ErrForbidden = errors.New("gateway: forbidden")
+)
+
+// Config tunes the gateway.
+type Config struct {
+	// ReadBuffer is the socket's SO_RCVBUF, in bytes: the kernel default
+	// drops datagrams when a fleet reconnects at once.
+	ReadBuffer int `yaml:"read_buffer"`
+	// IdleTimeout closes a peer's state after this long without traffic.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// RequestTimeout bounds the backend's work on one request.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// DefaultConfig returns the defaults documented in docs/operations.md.
+func DefaultConfig() Config {
+	return Config{ReadBuffer: 4 << 20, IdleTimeout: 10 * time.Minute, RequestTimeout: 5 * time.Second}
+}
+
+// Validate checks the configuration; errors name the field by its path.
+func (c Config) Validate() error {
+	switch {
+	case c.ReadBuffer < 0:
+		return fmt.Errorf("coap.read_buffer: negative")
+	case c.IdleTimeout < time.Second:
+		return fmt.Errorf("coap.idle_timeout: %v is under 1s", c.IdleTimeout)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("coap.request_timeout: must be positive")
+	}
+	return nil
+}
+
+// Stats counts what the gateway answered.
+type Stats struct {
+	Registrations, Reports, Duplicates, BadRequests, NotRegistered, Forbidden, ServerErrors uint64
+}
+
+// Gateway serves protocol v1 over plain CoAP (UDP).
+type Gateway struct {
+	cfg     Config
+	backend Backend
+	log     *slog.Logger
+
+	registrations, reports, duplicates, badRequests, notRegistered, forbidden, serverErrors atomic.Uint64
+}
+
+// New builds a gateway; it starts nothing.
+func New(cfg Config, backend Backend, log *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if backend == nil {
+		return nil, errors.New("gateway: no backend")
+	}
+	return &Gateway{cfg: cfg, backend: backend, log: log}, nil
+}
+
+// Stats returns counters of the answers so far.
+func (g *Gateway) Stats() Stats {
+	return Stats{
+		Registrations: g.registrations.Load(), Reports: g.reports.Load(), Duplicates: g.duplicates.Load(),
+		BadRequests: g.badRequests.Load(), NotRegistered: g.notRegistered.Load(), Forbidden: g.forbidden.Load(),
+		ServerErrors: g.serverErrors.Load(),
+	}
+}
+
+// Serve answers requests on conn until ctx ends, then stops the server and
+// returns. The caller owns conn's creation; Serve closes it.
+func (g *Gateway) Serve(ctx context.Context, conn *net.UDPConn) error {
+	if g.cfg.ReadBuffer > 0 {
+		if err := conn.SetReadBuffer(g.cfg.ReadBuffer); err != nil {
+			g.log.Warn("cannot set the CoAP socket's read buffer", "bytes", g.cfg.ReadBuffer, "err", err)
+		}
+	}
+	s := udp.NewServer(
+		options.WithMux(mux.HandlerFunc(g.serveCOAP)),
+		options.WithContext(ctx),
+		options.WithErrors(func(err error) { g.log.Debug("coap", "err", err) }),
+		options.WithInactivityMonitor(g.cfg.IdleTimeout, func(cc *udpclient.Conn) { _ = cc.Close() }),
+	)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(coapnet.NewUDPConn("udp", conn)) }()
+	select {
+	case <-ctx.Done():
+		s.Stop()
+		<-done
+		return nil
+	case err := <-done:
+		return fmt.Errorf("gateway: %w", err)
+	}
+}
+
+// request is what a handler needs of a CoAP request.
+type request struct {
+	method codes.Code
+	path   []string // segments
+	query  map[string]string
+	format message.MediaType
+	hasCF  bool
+	accept message.MediaType
+	body   []byte
+}
+
+// answer is a response: a code and a payload in a content format.
+type answer struct {
+	code    codes.Code
+	format  message.MediaType
+	payload []byte
+	opts    []message.Option
+}
+
+// diagnostic is an error response with a text/plain diagnostic payload
+// (RFC 7252 section 5.5.2).
+func diagnostic(code codes.Code, format string, args ...any) answer {
+	return answer{code: code, format: message.TextPlain, payload: []byte(fmt.Sprintf(format, args...))}
+}
+
+func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
+	start := time.Now()
+	req, a := parseRequest(m)
+	device := ""
+	if a.code == 0 {
+		device, a = g.route(m.Context(), req)
+	}
+	g.count(a.code)
+	var body io.ReadSeeker
+	if a.payload != nil {
+		body = bytes.NewReader(a.payload)
+	}
+	if err := w.SetResponse(a.code, a.format, body, a.opts...); err != nil {
+		g.log.Warn("coap: cannot set response", "err", err)
+	}
+	level := slog.LevelDebug
+	if a.code >= codes.InternalServerError {
+		level = slog.LevelError
+	}
+	g.log.Log(m.Context(), level, "coap request", "method", req.method.String(), "path", "/"+strings.Join(req.path, "/"),
+		"device", device, "code", a.code.String(), "dur", time.Since(start), "peer", w.Conn().RemoteAddr().String())
+}
+
+func (g *Gateway) count(c codes.Code) {
+	switch c {
+	case codes.BadRequest, codes.RequestEntityTooLarge, codes.UnsupportedMediaType, codes.BadOption:
+		g.badRequests.Add(1)
+	case codes.NotFound:
+		g.notRegistered.Add(1)
+	case codes.Forbidden:
+		g.forbidden.Add(1)
+	case codes.InternalServerError, codes.ServiceUnavailable:
+		g.serverErrors.Add(1)
+	}
+}
+
+// parseRequest reads what the handlers need, answering 4.00 or 4.13 when the
+// request itself is unreadable or too large.
+func parseRequest(m *mux.Message) (request, answer) {
+	req := request{method: m.Code(), query: map[string]string{}, accept: coap.FormatCBOR}
+	p, err := m.Path()
+	if err != nil && !errors.Is(err, message.ErrOptionNotFound) {
+		return req, diagnostic(codes.BadRequest, "uri-path: %v", err)
+	}
+	req.path = strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
+	qs, err := m.Queries()
+	if err != nil && !errors.Is(err, message.ErrOptionNotFound) {
+		return req, diagnostic(codes.BadRequest, "uri-query: %v", err)
+	}
+	for _, q := range qs {
+		k, v, _ := strings.Cut(q, "=")
+		if _, dup := req.query[k]; dup {
+			return req, diagnostic(codes.BadRequest, "uri-query: %s given twice", k)
+		}
+		req.query[k] = v
+	}
+	if cf, err := m.ContentFormat(); err == nil {
+		req.format, req.hasCF = cf, true
+	}
+	if acc, err := m.Accept(); err == nil {
+		req.accept = acc
+	}
+	if m.Body() != nil {
+		size, err := m.BodySize()
+		if err != nil {
+			return req, diagnostic(codes.BadRequest, "payload: %v", err)
+		}
+		if size > coap.MaxPayload {
+			a := diagnostic(codes.RequestEntityTooLarge, "payload: %d bytes, at most %d", size, coap.MaxPayload)
+			a.opts = []message.Option{{ID: message.Size1, Value: uint32Bytes(coap.MaxPayload)}}
+			return req, a
+		}
+		if req.body, err = m.ReadBody(); err != nil {
+			return req, diagnostic(codes.BadRequest, "payload: %v", err)
+		}
+	}
+	return req, answer{}
+}
+
+func uint32Bytes(v uint32) []byte {
+	buf := make([]byte, 4)
+	n, _ := message.EncodeUint32(buf, v)
+	return buf[:n]
+}
+
+// route dispatches a request by path and method.
+func (g *Gateway) route(ctx context.Context, req request) (device string, a answer) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	p := req.path
+	switch {
+	case len(p) == 2 && p[0] == ".well-known" && p[1] == "core":
+		if req.method != codes.GET {
+			return "", notAllowed(req, "GET")
+		}
+		return "", answer{code: codes.Content, format: coap.FormatLinkFormat, payload: []byte(coreLinks)}
+	case len(p) == 1 && p[0] == "rd":
+		if req.method != codes.POST {
+			return "", notAllowed(req, "POST")
+		}
+		return g.register(ctx, req)
+	case len(p) == 2 && p[0] == "rd":
+		switch req.method {
+		case codes.POST:
+			return p[1], g.updateRegistration(ctx, p[1], req)
+		case codes.DELETE:
+			return p[1], g.deregister(ctx, p[1])
+		}
+		return p[1], notAllowed(req, "POST, DELETE")
+	case len(p) == 1 && p[0] == "dp":
+		if req.method != codes.POST {
+			return "", notAllowed(req, "POST")
+		}
+		return g.report(ctx, req)
+	}
+	return "", diagnostic(codes.NotFound, "no resource /%s; see /.well-known/core", strings.Join(p, "/"))
+}
+
+// coreLinks lists the resources (RFC 6690).
+const coreLinks = `</rd>;rt="core.rd";ct="60 50",</dp>;rt="medfleet.dp";ct="112 110"`
+
+func notAllowed(req request, allowed string) answer {
+	return diagnostic(codes.MethodNotAllowed, "%s not allowed here; allowed: %s", req.method, allowed)
+}
+
+func (g *Gateway) register(ctx context.Context, req request) (string, answer) {
+	device := req.query[coap.QueryEndpoint]
+	if err := coap.ValidateDeviceID(device); err != nil {
+		return device, diagnostic(codes.BadRequest, "ep: %v", err)
+	}
+	lifetime := time.Duration(coap.DefaultLifetime) * time.Second
+	if lt, ok := req.query[coap.QueryLifetime]; ok {
+		n, err := strconv.ParseUint(lt, 10, 32)
+		if err != nil || n < coap.MinLifetime || n > coap.MaxLifetime {
+			return device, diagnostic(codes.BadRequest, "lt: %q is not a lifetime in seconds between %d and %d", lt, coap.MinLifetime, coap.MaxLifetime)
+		}
+		lifetime = time.Duration(n) * time.Second
+	}
+	reg, a := decodeRegistration(req)
+	if reg == nil {
+		return device, a
+	}
+	if err := reg.Validate(); err != nil {
+		return device, diagnostic(codes.BadRequest, "%v", err)
+	}
+	d, err := g.backend.Register(ctx, device, reg, lifetime)
+	if err != nil {
+		return device, g.failure(device, err)
+	}
+	g.registrations.Add(1)
+	a = g.desired(req, codes.Created, d)
+	a.opts = append(a.opts,
+		message.Option{ID: message.LocationPath, Value: []byte("rd")},
+		message.Option{ID: message.LocationPath, Value: []byte(device)})
+	return device, a
+}
+
+func (g *Gateway) updateRegistration(ctx context.Context, device string, req request) answer {
+	reg, a := decodeRegistration(req)
+	if reg == nil {
+		return a
+	}
+	d, err := g.backend.UpdateRegistration(ctx, device, reg)
+	if err != nil {
+		return g.failure(device, err)
+	}
+	return g.desired(req, codes.Changed, d)
+}
+
+func (g *Gateway) deregister(ctx context.Context, device string) answer {
+	if err := g.backend.Deregister(ctx, device); err != nil {
+		return g.failure(device, err)
+	}
+	return answer{code: codes.Deleted}
+}
+
+func (g *Gateway) report(ctx context.Context, req request) (string, answer) {
+	device := req.query[coap.QueryEndpoint]
+	if err := coap.ValidateDeviceID(device); err != nil {
+		return device, diagnostic(codes.BadRequest, "ep: %v", err)
+	}
+	if !req.hasCF {
+		return device, diagnostic(codes.BadRequest, "content-format: required; use %d (SenML-CBOR) or %d (SenML-JSON)", coap.FormatSenMLCBOR, coap.FormatSenMLJSON)
+	}
+	if req.format != coap.FormatSenMLCBOR && req.format != coap.FormatSenMLJSON {
+		return device, diagnostic(codes.UnsupportedMediaType, "content-format: %d is not accepted; use %d (SenML-CBOR) or %d (SenML-JSON)", req.format, coap.FormatSenMLCBOR, coap.FormatSenMLJSON)
+	}
+	pack, err := coap.DecodePack(req.format, req.body)
+	if err != nil {
+		return device, diagnostic(codes.BadRequest, "%v", err)
+	}
+	r, err := coap.ParseReport(pack)
+	if err != nil {
+		return device, diagnostic(codes.BadRequest, "%v", err)
+	}
+	d, dup, err := g.backend.Report(ctx, device, r)
+	if err != nil {
+		return device, g.failure(device, err)
+	}
+	g.reports.Add(1)
+	if dup {
+		g.duplicates.Add(1)
+	}
+	return device, g.desired(req, codes.Changed, d)
+}
+
+// decodeRegistration decodes an optional registration map; a nil result
+// comes with the error answer.
+func decodeRegistration(req request) (*coap.Registration, answer) {
+	if len(req.body) == 0 {
+		return &coap.Registration{}, answer{}
+	}
+	format := req.format
+	if !req.hasCF {
+		format = coap.FormatCBOR
+	}
+	if format != coap.FormatCBOR && format != coap.FormatJSON {
+		return nil, diagnostic(codes.UnsupportedMediaType, "content-format: %d is not accepted; use %d (CBOR) or %d (JSON)", format, coap.FormatCBOR, coap.FormatJSON)
+	}
+	reg, err := coap.DecodeRegistration(format, req.body)
+	if err != nil {
+		return nil, diagnostic(codes.BadRequest, "%v", err)
+	}
+	return reg, answer{}
+}
+
+// desired encodes the desired state in the format the device accepts.
+func (g *Gateway) desired(req request, code codes.Code, d *coap.Desired) answer {
+	format := coap.FormatCBOR
+	if req.accept == coap.FormatJSON {
+		format = coap.FormatJSON
+	}
+	b, err := d.Encode(format)
+	if err != nil {
+		g.log.Error("coap: cannot encode desired state", "err", err)
+		return diagnostic(codes.InternalServerError, "cannot encode the desired state")
+	}
+	return answer{code: code, format: format, payload: b}
+}
+
+// failure maps a backend error to an answer: the one place where the
+// gateway translates errors to CoAP codes.
+func (g *Gateway) failure(device string, err error) answer {
+	var fe *coap.FieldError
+	switch {
+	case errors.Is(err, ErrNotRegistered):
+		return diagnostic(codes.NotFound, "device %s is not registered: register with POST /rd", device)
+	case errors.Is(err, ErrForbidden):
+		return diagnostic(codes.Forbidden, "%v", err)
+	case errors.As(err, &fe):
+		return diagnostic(codes.BadRequest, "%v", fe)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return diagnostic(codes.ServiceUnavailable, "the control plane is busy; retry later")
+	}
+	g.log.Error("coap: request failed", "device", device, "err", err)
+	return diagnostic(codes.InternalServerError, "internal error")
+}

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/medfleet/medfleet/coap/gateway"
+	"github.com/medfleet/medfleet/inventory"
+)
+
+// Config is everything medfleetd can be told, from flags or a YAML file.
+type Config struct {
+	// DataDir holds the embedded etcd's data (DataDir/etcd).
+	DataDir string     `yaml:"data_dir"`
+	Etcd    EtcdConfig `yaml:"etcd"`
+	GRPC    GRPCConfig `yaml:"grpc"`
+	CoAP    CoAPConfig `yaml:"coap"`
+	HTTP    HTTPConfig `yaml:"http"`
+
+	Inventory inventory.Config `yaml:"inventory"`
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// EtcdConfig chooses between the embedded etcd and an external cluster.
+type EtcdConfig struct {
+	// Endpoints of an external etcd cluster. Empty: run an embedded
+	// single-node etcd in DataDir.
+	Endpoints   []string      `yaml:"endpoints"`
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// ListenClient and ListenPeer are the embedded etcd's URLs. The client
+	// URL is for etcdctl (backups, inspection); medfleetd itself talks to
+	// its embedded etcd in process.
+	ListenClient string `yaml:"listen_client"`
+	ListenPeer   string `yaml:"listen_peer"`
+	// QuotaBytes is the embedded etcd's backend quota.
+	QuotaBytes int64 `yaml:"quota_bytes"`
+	// CompactionRetention keeps this much history (periodic auto-compaction).
+	CompactionRetention time.Duration `yaml:"compaction_retention"`
+}
+
+// GRPCConfig is the API listener.
+type GRPCConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// CoAPConfig is the device protocol listener.
+type CoAPConfig struct {
+	// Listen is the UDP address of plain CoAP.
+	Listen         string `yaml:"listen"`
+	gateway.Config `yaml:",inline"`
+}
+
+// HTTPConfig is the HTTP listener (/healthz).
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// DefaultConfig returns the defaults documented in docs/operations.md.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: "./medfleet-data",
+		Etcd: EtcdConfig{
+			DialTimeout:         5 * time.Second,
+			ListenClient:        "http://127.0.0.1:2379",
+			ListenPeer:          "http://127.0.0.1:2380",
+			QuotaBytes:          8 << 30,
+			CompactionRetention: time.Hour,
+		},
+		GRPC:            GRPCConfig{Listen: "127.0.0.1:7443"},
+		CoAP:            CoAPConfig{Listen: ":5683", Config: gateway.DefaultConfig()},
+		HTTP:            HTTPConfig{Listen: ":8080"},
+		Inventory:       inventory.DefaultConfig(),
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// LoadConfigFile overlays a YAML file on cfg. Unknown keys are errors, so a
+// misspelt setting is not silently ignored.
+func LoadConfigFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate checks the configuration; errors name the field by its path.
+func (c Config) Validate() error {
+	if len(c.Etcd.Endpoints) == 0 {
+		if c.DataDir == "" {
+			return errors.New("data_dir: required with the embedded etcd")
+		}
+		for _, u := range []struct{ field, value string }{{"etcd.listen_client", c.Etcd.ListenClient}, {"etcd.listen_peer", c.Etcd.ListenPeer}} {
+			if p, err := url.Parse(u.value); err != nil || p.Host == "" || (p.Scheme != "http" && p.Scheme != "https") {
+				return fmt.Errorf("%s: %q is not an http(s)://host:port URL", u.field, u.value)
+			}
+		}
+		if c.Etcd.QuotaBytes < 0 {
+			return errors.New("etcd.quota_bytes: negative")
+		}
+		if c.Etcd.CompactionRetention < time.Minute {
+			return fmt.Errorf("etcd.compaction_retention: %v is under 1m", c.Etcd.CompactionRetention)
+		}
+	}
+	for i, ep := range c.Etcd.Endpoints {
+		if _, _, err := net.SplitHostPort(trimScheme(ep)); err != nil {
+			return fmt.Errorf("etcd.endpoints[%d]: %q is not host:port or a URL: %v", i, ep, err)
+		}
+	}
+	if c.Etcd.DialTimeout <= 0 {
+		return errors.New("etcd.dial_timeout: must be positive")
+	}
+	for _, a := range []struct{ field, value string }{{"grpc.listen", c.GRPC.Listen}, {"coap.listen", c.CoAP.Listen}, {"http.listen", c.HTTP.Listen}} {
+		if _, _, err := net.SplitHostPort(a.value); err != nil {
+			return fmt.Errorf("%s: %q is not host:port: %v", a.field, a.value, err)
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("shutdown_timeout: must be positive")
+	}
+	if err := c.CoAP.Config.Validate(); err != nil {
+		return err
+	}
+	return c.Inventory.Validate()
+}
+
+func trimScheme(ep string) string {
+	if u, err := url.Parse(ep); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return ep
+}

@@ -1,0 +1,55 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/medfleet/medfleet/inventory"
+)
+
+// grpcError translates an error to a gRPC status: the one place where the
+// API boundary does it. It walks the chain with errors.Is and errors.As, so
+// wrapped errors map too. Unknown errors are logged once and become Internal.
+func grpcError(log *slog.Logger, method string, err error) error {
+	var fe *inventory.FieldError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &fe):
+		return invalidArgument(fe.Field, fe.Reason)
+	case errors.Is(err, inventory.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, inventory.ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, inventory.ErrDecommissioned):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, inventory.ErrConflict):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Err() // already a status, e.g. from etcd's client: Unavailable
+	}
+	log.Error("request failed", "method", method, "err", err)
+	return status.Error(codes.Internal, "internal error")
+}
+
+// invalidArgument is InvalidArgument naming the field, in the message and as
+// a BadRequest field violation.
+func invalidArgument(field, reason string) error {
+	s := status.New(codes.InvalidArgument, field+": "+reason)
+	if d, err := s.WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: reason}},
+	}); err == nil {
+		s = d
+	}
+	return s.Err()
+}

@@ -1,0 +1,204 @@
+// Package server assembles medfleetd: it opens the store (embedded or
+// external etcd), loads the inventory, and serves the gRPC API, the CoAP
+// gateway and HTTP. It is the only package that wires the device side
+// (coap/gateway) to the registry side (inventory); cmd/medfleetd turns flags
+// into a Config and calls Run.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/medfleet/medfleet/coap/gateway"
+	"github.com/medfleet/medfleet/inventory"
+	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
+)
+
+// Server is one medfleetd.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	ready chan struct{}
+	mu    sync.Mutex
+	addrs Addrs
+	inv   *inventory.Inventory
+	gw    *gateway.Gateway
+}
+
+// Addrs are the addresses the server listens on, once it is ready.
+type Addrs struct {
+	GRPC net.Addr
+	CoAP net.Addr
+	HTTP net.Addr
+}
+
+// New checks cfg and builds a server; it starts nothing.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: log, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed when every listener is serving.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addrs returns the bound addresses; valid after Ready.
+func (s *Server) Addrs() Addrs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs
+}
+
+// Inventory returns the server's inventory; valid after Ready.
+func (s *Server) Inventory() *inventory.Inventory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inv
+}
+
+// GatewayStats returns the CoAP gateway's counters; zero before Ready.
+func (s *Server) GatewayStats() gateway.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gw == nil {
+		return gateway.Stats{}
+	}
+	return s.gw.Stats()
+}
+
+// Run serves until ctx ends, then shuts down gracefully and returns.
+//
+// Shutdown order: the CoAP gateway stops first, so no report is
+// acknowledged that the last checkpoint might miss; then the gRPC server
+// drains its calls (bounded by shutdown_timeout) and HTTP stops; then the
+// inventory writes its last checkpoint; the etcd client and the embedded
+// etcd close last.
+func (s *Server) Run(ctx context.Context) error {
+	start := time.Now()
+	store, err := openEtcd(ctx, s.cfg, s.log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	inv, err := inventory.New(s.cfg.Inventory, store.client, s.log.With("component", "inventory"), time.Now)
+	if err != nil {
+		return err
+	}
+	loadCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = inv.Load(loadCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(s.cfg.CoAP.Config, coapBackend{inv: inv}, s.log.With("component", "coap"))
+	if err != nil {
+		return err
+	}
+
+	var lc net.ListenConfig
+	grpcLn, err := lc.Listen(ctx, "tcp", s.cfg.GRPC.Listen)
+	if err != nil {
+		return fmt.Errorf("grpc.listen: %w", err)
+	}
+	defer grpcLn.Close()
+	httpLn, err := lc.Listen(ctx, "tcp", s.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen: %w", err)
+	}
+	defer httpLn.Close()
+	coapAddr, err := net.ResolveUDPAddr("udp", s.cfg.CoAP.Listen)
+	if err != nil {
+		return fmt.Errorf("coap.listen: %w", err)
+	}
+	coapConn, err := net.ListenUDP("udp", coapAddr)
+	if err != nil {
+		return fmt.Errorf("coap.listen: %w", err)
+	}
+
+	healthSrv := health.NewServer()
+	grpcSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(accessLog(s.log)))
+	pb.RegisterDeviceServiceServer(grpcSrv, &deviceService{inv: inv, log: s.log})
+	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
+	reflection.Register(grpcSrv)
+	httpSrv := &http.Server{Handler: s.httpHandler(store, inv), ReadHeaderTimeout: 10 * time.Second}
+
+	s.mu.Lock()
+	s.inv, s.gw = inv, gw
+	s.addrs = Addrs{GRPC: grpcLn.Addr(), CoAP: coapConn.LocalAddr(), HTTP: httpLn.Addr()}
+	s.mu.Unlock()
+
+	// Two lifetimes: the inventory's checkpointer outlives the listeners, so
+	// that its last checkpoint covers everything they accepted.
+	invCtx, stopInv := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopInv()
+	invDone := make(chan error, 1)
+	go func() { invDone <- inv.Run(invCtx) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gw.Serve(gctx, coapConn) })
+	g.Go(func() error {
+		if err := grpcSrv.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		healthSrv.Shutdown() // NOT_SERVING while draining
+		stopped := make(chan struct{})
+		go func() { grpcSrv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(s.cfg.ShutdownTimeout):
+			grpcSrv.Stop()
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		return httpSrv.Shutdown(sctx)
+	})
+
+	s.log.Info("medfleetd ready", "grpc", grpcLn.Addr().String(), "coap", coapConn.LocalAddr().String(),
+		"http", httpLn.Addr().String(), "devices", inv.Len(), "took", time.Since(start).Round(time.Millisecond))
+	close(s.ready)
+
+	err = g.Wait()
+	stopInv()
+	if cerr := <-invDone; cerr != nil {
+		s.log.Error("last checkpoint failed: status since the previous one is lost until devices report again", "err", cerr)
+		err = errors.Join(err, cerr)
+	}
+	s.log.Info("medfleetd stopped")
+	return err
+}
+
+// accessLog writes one line per RPC.
+func accessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		log.Info("rpc", "method", info.FullMethod, "code", status.Code(err).String(), "dur", time.Since(start))
+		return resp, err
+	}
+}
