@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	medfleetv1 "github.com/medfleet/medfleet/proto/medfleet/v1"
+)
+
+// Everything here writes to an io.Writer and takes the current time as a
+// value, so that the golden tests pin the output byte for byte.
+
+// jsonOptions are the protojson options of -o json: field names in
+// lowerCamelCase, zero values omitted, as the API's JSON mapping has them.
+var jsonOptions = protojson.MarshalOptions{Multiline: true, Indent: "  "}
+
+// writeJSON writes m as protojson followed by a newline.
+func writeJSON(w io.Writer, m proto.Message) error {
+	b, err := jsonOptions.Marshal(m)
+	if err != nil {
+		return err
+	}
+	// protojson adds random whitespace on purpose, so that nobody compares
+	// its output byte for byte. Scripts and golden files do; re-indent.
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// writeJSONValue writes a plain Go value as indented JSON.
+func writeJSONValue(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// writeDeviceTable writes one page of devices, or all of them, as a table
+// with a footer that counts them and, when there are more pages, says how to
+// get the next one.
+func writeDeviceTable(w io.Writer, resp *medfleetv1.ListDevicesResponse, now time.Time) error {
+	devices := resp.GetDevices()
+	if len(devices) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tPROFILE\tMODEL\tFIRMWARE\tUSAGE (h)\tSTATE\tCONN\tLAST SEEN")
+		for _, d := range devices {
+			st := d.GetStatus()
+			conn := connectivityWord(st.GetConnectivity())
+			if d.GetDecommissionTime() != nil {
+				// Refused over CoAP whatever its last contact says.
+				conn = "decommissioned"
+			}
+			fmt.Fprintln(tw, strings.Join([]string{
+				cell(deviceID(d.GetName())),
+				cell(d.GetProfile()),
+				cell(d.GetModel()),
+				cell(st.GetFirmwareVersion()),
+				strconv.FormatFloat(st.GetUsageHours(), 'f', 1, 64),
+				clinicalStateWord(st.GetClinicalState()),
+				conn,
+				lastSeen(st.GetLastSeenTime(), now),
+			}, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintln(w, listFooter(len(devices), resp.GetTotalSize(), resp.GetNextPageToken()))
+	return err
+}
+
+// listFooter counts the devices shown: "3 devices" when that is all of them
+// (or the server did not count), "50 of 120 devices" when it is not, and the
+// flag that gets the next page.
+func listFooter(shown int, total int32, next string) string {
+	n, s := shown, fmt.Sprintf("%d", shown)
+	if int(total) > shown {
+		n, s = int(total), fmt.Sprintf("%d of %d", shown, total)
+	}
+	if n == 1 {
+		s += " device"
+	} else {
+		s += " devices"
+	}
+	if next != "" {
+		s += ", more: --page-token " + next
+	}
+	return s
+}
+
+// detailKeyWidth aligns the values of writeDevice: the longest key is
+// "decommissioned:".
+const detailKeyWidth = 16
+
+// writeDevice writes everything known about a device as "key: value" lines,
+// maps sorted by key with one entry a line.
+func writeDevice(w io.Writer, d *medfleetv1.Device, now time.Time) error {
+	st := d.GetStatus()
+	var b strings.Builder
+	line := func(key, value string) {
+		if key != "" {
+			key += ":"
+		}
+		fmt.Fprintf(&b, "%-*s%s\n", detailKeyWidth, key, value)
+	}
+	mapLines := func(key string, entries []string) {
+		if len(entries) == 0 {
+			line(key, "-")
+			return
+		}
+		line(key, entries[0])
+		for _, e := range entries[1:] {
+			line("", e)
+		}
+	}
+
+	line("name", cell(d.GetName()))
+	line("profile", cell(d.GetProfile()))
+	line("model", cell(d.GetModel()))
+	line("manufacturer", cell(d.GetManufacturer()))
+	line("serial", cell(d.GetSerial()))
+	line("udi", cell(d.GetUdi()))
+	mapLines("labels", mapEntries(d.GetLabels(), cell))
+	line("firmware", cell(st.GetFirmwareVersion()))
+	line("usage", fmt.Sprintf("%s h (%s s)",
+		strconv.FormatFloat(st.GetUsageHours(), 'f', 1, 64), number(st.GetUsageSeconds())))
+	line("clinical state", clinicalStateWord(st.GetClinicalState()))
+	line("connectivity", connectivityWord(st.GetConnectivity()))
+	line("last seen", timeAndAge(st.GetLastSeenTime(), now, "never"))
+	line("registered", timeAndAge(st.GetRegistrationTime(), now, "never"))
+	line("lifetime", lifetime(st))
+	line("battery", battery(st))
+	line("wifi", wifi(st))
+	mapLines("alarms", mapEntries(st.GetAlarmCounts(), number))
+	mapLines("telemetry", mapEntries(st.GetTelemetry(), number))
+	line("reports", fmt.Sprintf("%d accepted, %d duplicate", st.GetReportsAccepted(), st.GetReportsDuplicate()))
+	line("created", timeAndAge(d.GetCreateTime(), now, "-"))
+	line("updated", timeAndAge(d.GetUpdateTime(), now, "-"))
+	if d.GetDecommissionTime() != nil {
+		line("decommissioned", timeAndAge(d.GetDecommissionTime(), now, "-"))
+	}
+	line("etag", cell(d.GetEtag()))
+
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeDecommissioned confirms a DeleteDevice in one line.
+func writeDecommissioned(w io.Writer, d *medfleetv1.Device, now time.Time) error {
+	s := "decommissioned " + cell(d.GetName())
+	if t := d.GetDecommissionTime(); t != nil {
+		s += " at " + timeAndAge(t, now, "-")
+	}
+	_, err := fmt.Fprintln(w, s)
+	return err
+}
+
+// deviceID is the last part of a resource name: "devices/pump-0001" ->
+// "pump-0001".
+func deviceID(name string) string {
+	return strings.TrimPrefix(name, devicesPrefix)
+}
+
+// cell makes a string safe for a table cell or a value: "-" when empty,
+// and quoted when it holds control characters, which a device could
+// otherwise use to write escape sequences to the operator's terminal.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.QuoteToGraphic(s)
+	}
+	return s
+}
+
+// number formats a float without exponent and without trailing zeros.
+func number(v float64) string {
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// mapEntries renders a map as "key=value" strings sorted by key.
+func mapEntries[V any](m map[string]V, format func(V) string) []string {
+	keys := slices.Sorted(maps.Keys(m))
+	entries := make([]string, 0, len(keys))
+	for _, k := range keys {
+		entries = append(entries, cell(k)+"="+format(m[k]))
+	}
+	return entries
+}
+
+// clinicalStateWord is the state as the --state flag spells it: "in_use";
+// "-" when the device has not said.
+func clinicalStateWord(s medfleetv1.ClinicalState) string {
+	if s == medfleetv1.ClinicalState_CLINICAL_STATE_UNSPECIFIED {
+		return "-"
+	}
+	return strings.ToLower(strings.TrimPrefix(s.String(), "CLINICAL_STATE_"))
+}
+
+// connectivityWord is "online" or "offline"; "-" when unspecified.
+func connectivityWord(c medfleetv1.Connectivity) string {
+	if c == medfleetv1.Connectivity_CONNECTIVITY_UNSPECIFIED {
+		return "-"
+	}
+	return strings.ToLower(strings.TrimPrefix(c.String(), "CONNECTIVITY_"))
+}
+
+// lastSeen is the age of the last contact, "never" without one.
+func lastSeen(t *timestamppb.Timestamp, now time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return age(now.Sub(t.AsTime()))
+}
+
+// timeAndAge is "2026-03-01T11:59:56Z (4s ago)", or none when t is unset.
+func timeAndAge(t *timestamppb.Timestamp, now time.Time, none string) string {
+	if t == nil {
+		return none
+	}
+	at := t.AsTime()
+	return at.UTC().Format(time.RFC3339) + " (" + age(now.Sub(at)) + ")"
+}
+
+// age says how long ago something happened, in its largest whole unit up
+// to days: "4s ago", "12m ago", "3h ago", "9d ago". Hours run to 47 so
+// that "yesterday evening" does not round to "1d". A time in the future
+// (clock skew) is "in 4s".
+func age(d time.Duration) string {
+	format := "%s ago"
+	if d < 0 {
+		d, format = -d, "in %s"
+	}
+	var s string
+	switch {
+	case d < time.Minute:
+		s = fmt.Sprintf("%ds", int64(d/time.Second))
+	case d < time.Hour:
+		s = fmt.Sprintf("%dm", int64(d/time.Minute))
+	case d < 48*time.Hour:
+		s = fmt.Sprintf("%dh", int64(d/time.Hour))
+	default:
+		s = fmt.Sprintf("%dd", int64(d/(24*time.Hour)))
+	}
+	return fmt.Sprintf(format, s)
+}
+
+func lifetime(st *medfleetv1.DeviceStatus) string {
+	switch {
+	case st.GetLifetimeSeconds() > 0:
+		return fmt.Sprintf("%ds", st.GetLifetimeSeconds())
+	case st.GetRegistrationTime() != nil:
+		return "0s (deregistered)"
+	default:
+		return "-"
+	}
+}
+
+func battery(st *medfleetv1.DeviceStatus) string {
+	if st == nil || st.BatteryPercent == nil {
+		return "-"
+	}
+	return number(st.GetBatteryPercent()) + "%"
+}
+
+func wifi(st *medfleetv1.DeviceStatus) string {
+	var parts []string
+	if b := st.GetWifiBssid(); b != "" {
+		parts = append(parts, "bssid "+cell(b))
+	}
+	if st != nil && st.WifiRssiDbm != nil {
+		parts = append(parts, "rssi "+number(st.GetWifiRssiDbm())+" dBm")
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
