@@ -34,7 +34,7 @@ func openEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*etcdStore, er
 			Endpoints:   cfg.Etcd.Endpoints,
 			DialTimeout: cfg.Etcd.DialTimeout,
 			Context:     ctx,
-			Logger:      nil, // etcd's client logs through zap at warn; nothing of ours
+			Logger:      etcdLogger(new(atomic.Bool)),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("etcd: connect to %v: %w", cfg.Etcd.Endpoints, err)
