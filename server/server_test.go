@@ -314,6 +314,16 @@ func TestCoAPProtocol(t *testing.T) {
 		})
 	}
 
+	// A Block1 upload is refused whatever its size: block 0 of 1024 bytes, more to come.
+	block1 := message.Option{ID: message.Block1, Value: []byte{0x0e}}
+	if code, body, _ := post(t, cc, "/dp", coap.FormatSenMLJSON, []byte(`[{"n":"seq","v":3}]`), append(query("ep=pump-1"), block1)...); code != codes.RequestEntityTooLarge {
+		t.Errorf("POST /dp with Block1 = %v %q, want 4.13", code, body)
+	}
+	// An Accept the server does not offer.
+	if code, body, _ := post(t, cc, "/dp", coap.FormatSenMLJSON, []byte(`[{"n":"seq","v":3}]`), append(query("ep=pump-1"), message.Option{ID: message.Accept, Value: []byte{112}})...); code != codes.NotAcceptable {
+		t.Errorf("POST /dp with Accept 112 = %v %q, want 4.06", code, body)
+	}
+
 	d, err := ts.client.GetDevice(ctx, &pb.GetDeviceRequest{Name: "devices/pump-1"})
 	if err != nil {
 		t.Fatal(err)

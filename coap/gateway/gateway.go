@@ -23,6 +23,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
@@ -127,6 +128,10 @@ func (g *Gateway) Serve(ctx context.Context, conn *net.UDPConn) error {
 		options.WithContext(ctx),
 		options.WithErrors(func(err error) { g.log.Debug("coap", "err", err) }),
 		options.WithInactivityMonitor(g.cfg.IdleTimeout, func(cc *udpclient.Conn) { _ = cc.Close() }),
+		// Block-wise is off: go-coap reassembles Block1 uploads in memory with
+		// no size limit, and reports fit in one datagram. Firmware downloads
+		// (Block2) will turn it on with a bounded, per-transfer configuration.
+		options.WithBlockwise(false, blockwise.SZX1024, time.Minute),
 	)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(coapnet.NewUDPConn("udp", conn)) }()
@@ -190,7 +195,7 @@ func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 
 func (g *Gateway) count(c codes.Code) {
 	switch c {
-	case codes.BadRequest, codes.RequestEntityTooLarge, codes.UnsupportedMediaType, codes.BadOption:
+	case codes.BadRequest, codes.RequestEntityTooLarge, codes.UnsupportedMediaType, codes.BadOption, codes.NotAcceptable:
 		g.badRequests.Add(1)
 	case codes.NotFound:
 		g.notRegistered.Add(1)
@@ -225,7 +230,15 @@ func parseRequest(m *mux.Message) (request, answer) {
 		req.format, req.hasCF = cf, true
 	}
 	if acc, err := m.Accept(); err == nil {
+		if acc != coap.FormatCBOR && acc != coap.FormatJSON {
+			return req, diagnostic(codes.NotAcceptable, "accept: %d is not offered; use %d (CBOR) or %d (JSON)", acc, coap.FormatCBOR, coap.FormatJSON)
+		}
 		req.accept = acc
+	}
+	if m.HasOption(message.Block1) {
+		a := diagnostic(codes.RequestEntityTooLarge, "payload: block-wise uploads are not accepted; send at most %d bytes in one request", coap.MaxPayload)
+		a.opts = []message.Option{{ID: message.Size1, Value: uint32Bytes(coap.MaxPayload)}}
+		return req, a
 	}
 	if m.Body() != nil {
 		size, err := m.BodySize()
