@@ -1,0 +1,655 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	"github.com/medfleet/medfleet/coap"
+)
+
+// Attribute keys of the agent's log lines.
+const (
+	keyDevice   = "device"
+	keyProfile  = "profile"
+	keyServer   = "server"
+	keySeq      = "seq"
+	keyAbove    = "above"
+	keyPending  = "pending"
+	keyDropped  = "dropped"
+	keyLimit    = "limit"
+	keyInterval = "interval"
+	keyLifetime = "lifetime"
+	keyRetryIn  = "retry_in"
+	keyCode     = "code"
+	keyDiag     = "diagnostic"
+	keyRevision = "config_revision"
+	keyErr      = "err"
+	keyReason   = "reason"
+	keyOffset   = "offset"
+	keyBytes    = "bytes"
+	keyPath     = "path"
+	keyDevices  = "devices"
+)
+
+// stopFlushTimeout bounds how long a stopping agent tries to deliver its
+// queue; deregistration gets at most stopDeleteTimeout more.
+const (
+	stopFlushTimeout  = 2 * time.Second
+	stopDeleteTimeout = time.Second
+)
+
+// trouble is why the agent is not talking to the server right now.
+type trouble int
+
+const (
+	troubleNone        trouble = iota
+	troubleUnreachable         // timeout, network error, 5.xx: exponential backoff
+	troubleBusy                // 4.29: wait Max-Age
+	troubleRefused             // 4.03: wait RefusedBackoff
+)
+
+// Agent is one device's agent: it registers, reports on an interval, queues
+// what the server has not acknowledged, and follows the server's desired
+// state. Create it with New and run it with Run, once.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	started atomic.Bool
+
+	// now and heartbeatEvery are fields so that tests can tighten them.
+	now            func() time.Time
+	heartbeatEvery time.Duration
+	// tick, when set (by a Simulator), drives the agent's connection;
+	// otherwise Run runs its own.
+	tick *ticker
+
+	// Everything below is owned by the goroutine that calls Run.
+	rnd         *rand.Rand
+	retry       backoff
+	link        *link
+	queue       Queue
+	profile     Profile
+	realStart   time.Time
+	simStart    time.Time
+	simNow      time.Time // simulated time of the newest report
+	lastSeq     uint64
+	dropped     uint64
+	interval    time.Duration
+	lastReport  time.Time
+	registered  bool
+	lastContact time.Time
+	retryAt     time.Time
+	trouble     trouble
+	queueFull   bool
+	saved       State // as last written to device.json
+	stopping    bool
+	cfgRevision uint64
+}
+
+// New validates cfg (after applying defaults) and returns an agent that has
+// not started anything yet.
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{
+		cfg:            cfg,
+		log:            log.With(slog.String(keyDevice, cfg.DeviceID)),
+		now:            time.Now,
+		heartbeatEvery: cfg.Lifetime / 2,
+	}, nil
+}
+
+// Run runs the agent until ctx is cancelled, then stops gracefully: it
+// takes a last report, tries for up to two seconds to deliver the queue,
+// deregisters and saves its state. It returns nil after a graceful stop,
+// and an error when the agent cannot start (its state directory is not
+// usable). Every goroutine it starts has ended when it returns.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("agent: Run called twice")
+	}
+	if err := a.open(); err != nil {
+		return err
+	}
+	tick := a.tick
+	if tick == nil {
+		tick = newTicker(retransmitTick)
+		tickCtx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { tick.run(tickCtx) })
+		defer func() {
+			cancel()
+			wg.Wait()
+		}()
+	}
+	a.link = &link{server: a.cfg.Server, log: a.log, tick: tick}
+	defer a.link.close()
+	a.log.Info("agent started", slog.String(keyProfile, a.cfg.Profile), slog.String(keyServer, a.cfg.Server),
+		slog.Uint64(keySeq, a.lastSeq), slog.Int(keyPending, a.queue.Len()))
+	a.loop(ctx)
+	return a.stop(ctx)
+}
+
+// open restores the device from StateDir: the state file, then the queue,
+// whose newest report is more recent than the state file after a crash.
+func (a *Agent) open() error {
+	h := fnv.New64a()
+	h.Write([]byte(a.cfg.DeviceID))
+	seed := uint64(a.cfg.Seed) ^ h.Sum64()
+	a.rnd = rand.New(rand.NewPCG(seed, 0x6a6974746572)) // jitter
+	a.retry = backoff{min: a.cfg.RetryMin, max: a.cfg.RetryMax, rnd: a.rnd}
+	a.interval = a.cfg.Interval
+	a.realStart = a.now()
+	a.simStart = a.realStart
+
+	var st State
+	if a.cfg.StateDir == "" {
+		a.queue = NewMemoryQueue(a.cfg.QueueLimit)
+	} else {
+		var err error
+		if st, err = a.loadState(); err != nil {
+			return err
+		}
+		if st.SimTime.After(a.simStart) {
+			a.simStart = st.SimTime // a time-scaled device's clock does not go back
+		}
+		if a.queue, err = OpenQueue(a.cfg.StateDir, st.AckedSeq, a.cfg.QueueLimit, !a.cfg.NoSync, a.log); err != nil {
+			return err
+		}
+		a.saved = st
+	}
+	profile, err := NewProfile(a.cfg.Profile, seed, a.simStart)
+	if err != nil {
+		_ = a.queue.Close()
+		return err
+	}
+	a.profile = profile
+	a.simNow = a.simStart
+	a.dropped = st.Dropped
+	a.lastSeq = max(st.LastSeq, a.queue.Acked())
+	counters := Counters{Usage: st.Usage, Alarms: st.Alarms, Other: st.Counters}
+	if last, ok := a.queue.Last(); ok && last.Seq > st.LastSeq {
+		// The agent did not stop cleanly: the newest queued report carries
+		// newer counters than the state file.
+		a.lastSeq = last.Seq
+		c, err := countersFromPack(last.Pack, profile.Counters())
+		if err != nil {
+			a.log.Warn("cannot read the counters of the newest queued report", slog.Uint64(keySeq, last.Seq), slog.Any(keyErr, err))
+		} else {
+			counters = c
+		}
+	}
+	profile.Restore(counters)
+	return nil
+}
+
+// loadState reads device.json. A missing file is a new device; an
+// unreadable one is moved aside (the queue still restores the counters of
+// its newest report) rather than keeping the device offline.
+func (a *Agent) loadState() (State, error) {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return State{}, fmt.Errorf("agent: state_dir: %w", err)
+	}
+	st, err := ReadState(a.cfg.StateDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return State{}, nil
+	case err != nil:
+		path := filepath.Join(a.cfg.StateDir, StateFile)
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().UnixNano())
+		a.log.Error("state file unreadable, moved aside; starting from the queue", slog.String(keyPath, aside), slog.Any(keyErr, err))
+		if err := os.Rename(path, aside); err != nil {
+			return State{}, fmt.Errorf("agent: state: %w", err)
+		}
+		return State{}, nil
+	}
+	if st.DeviceID != "" && st.DeviceID != a.cfg.DeviceID {
+		return State{}, fmt.Errorf("agent: state_dir: %s holds the state of device %q, not %q", a.cfg.StateDir, st.DeviceID, a.cfg.DeviceID)
+	}
+	return st, nil
+}
+
+// countersFromPack reads a device's counters from one of its reports; want
+// says which other counters the profile keeps.
+func countersFromPack(pack []byte, want Counters) (Counters, error) {
+	p, err := coap.DecodePack(coap.FormatSenMLCBOR, pack)
+	if err != nil {
+		return Counters{}, err
+	}
+	r, err := coap.ParseReport(p)
+	if err != nil {
+		return Counters{}, err
+	}
+	c := Counters{Alarms: r.Alarms}
+	if r.Usage != nil {
+		c.Usage = *r.Usage
+	}
+	for name := range want.Other {
+		if v, ok := r.Telemetry[name]; ok {
+			if c.Other == nil {
+				c.Other = map[string]float64{}
+			}
+			c.Other[name] = v
+		}
+	}
+	return c, nil
+}
+
+// loop takes reports on the interval and talks to the server when there is
+// something to say and no backoff to wait out, until ctx is cancelled.
+func (a *Agent) loop(ctx context.Context) {
+	timer := time.NewTimer(0) // since Go 1.23, Reset needs no draining
+	defer timer.Stop()
+	for {
+		now := a.now()
+		if a.lastReport.IsZero() || !now.Before(a.lastReport.Add(a.interval)) {
+			a.takeReport(now)
+		}
+		if !now.Before(a.exchangeAt(now)) {
+			a.sync(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		now = a.now()
+		wake := a.lastReport.Add(a.interval)
+		if at := a.exchangeAt(now); at.Before(wake) {
+			wake = at
+		}
+		timer.Reset(max(0, wake.Sub(now)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+	}
+}
+
+// exchangeAt is when the agent next wants to talk to the server: at once
+// when it is not registered or has reports queued, at heartbeat time
+// otherwise, and never before a backoff has run out.
+func (a *Agent) exchangeAt(now time.Time) time.Time {
+	at := now
+	if a.registered && a.queue.Len() == 0 {
+		at = a.lastContact.Add(a.heartbeatEvery)
+	}
+	if at.Before(a.retryAt) {
+		at = a.retryAt
+	}
+	return at
+}
+
+// simTime maps real time to the simulated device's clock.
+func (a *Agent) simTime(now time.Time) time.Time {
+	d := float64(now.Sub(a.realStart)) * a.cfg.TimeScale
+	return a.simStart.Add(time.Duration(min(d, math.MaxInt64/2)))
+}
+
+// takeReport advances the simulated device to now and queues its report.
+// The counters move only here, so the state file's counters are those of
+// the newest report.
+func (a *Agent) takeReport(now time.Time) {
+	a.lastReport = now
+	a.simNow = a.simTime(now)
+	a.profile.Step(a.simNow)
+	r := a.profile.Sample()
+	a.lastSeq++
+	r.Seq = a.lastSeq
+	r.Firmware = a.cfg.Firmware
+	body, err := coap.EncodePack(coap.FormatSenMLCBOR, r.Pack())
+	if err != nil {
+		a.log.Error("cannot encode a report", slog.Uint64(keySeq, r.Seq), slog.Any(keyErr, err))
+		return
+	}
+	dropped, err := a.queue.Append(Entry{Seq: r.Seq, Pack: body})
+	if err != nil {
+		a.log.Error("cannot queue a report; it is lost, the next one carries the counters",
+			slog.Uint64(keySeq, r.Seq), slog.Any(keyErr, err))
+		return
+	}
+	a.log.Debug("report queued", slog.Uint64(keySeq, r.Seq), slog.Int(keyPending, a.queue.Len()))
+	if dropped > 0 {
+		a.dropped += uint64(dropped)
+		if !a.queueFull {
+			a.queueFull = true
+			a.log.Warn("queue full: dropping the oldest reports (counters are cumulative, usage is kept)",
+				slog.Int(keyLimit, a.cfg.QueueLimit))
+		}
+	}
+}
+
+// sync talks to the server, then schedules the next attempt after a
+// failure and logs what changed.
+func (a *Agent) sync(ctx context.Context) {
+	err := a.exchange(ctx)
+	if ctx.Err() != nil {
+		return // stopping: stop does the rest
+	}
+	now := a.now()
+	if err == nil {
+		a.retry.reset()
+		a.retryAt = time.Time{}
+		if a.trouble != troubleNone {
+			a.log.Info("server reachable again", slog.Int(keyPending, a.queue.Len()))
+			a.trouble = troubleNone
+		}
+		if a.queueFull && a.queue.Len() < a.cfg.QueueLimit {
+			a.queueFull = false
+		}
+		a.checkpoint(false)
+		return
+	}
+	kind, wait := a.classify(err)
+	a.retryAt = now.Add(wait)
+	if kind != a.trouble {
+		attrs := []any{slog.Duration(keyRetryIn, wait), slog.Int(keyPending, a.queue.Len()), slog.Any(keyErr, err)}
+		switch kind {
+		case troubleRefused:
+			a.log.Warn("server refused the device; keeping the queue and waiting", attrs...)
+		case troubleBusy:
+			a.log.Info("server busy; waiting as it asked", attrs...)
+		default:
+			a.log.Info("server unreachable; queueing reports", attrs...)
+		}
+		a.trouble = kind
+	}
+	a.checkpoint(false)
+}
+
+// classify says what kind of failure err is and how long to wait.
+func (a *Agent) classify(err error) (trouble, time.Duration) {
+	var se *StatusError
+	switch {
+	case errors.Is(err, ErrRefused):
+		a.registered = false // register again when the wait is over: the way back in
+		return troubleRefused, jitter(a.rnd, a.cfg.RefusedBackoff)
+	case errors.As(err, &se) && se.Code == codes.TooManyRequests && se.MaxAge > 0:
+		return troubleBusy, jitter(a.rnd, se.MaxAge)
+	}
+	return troubleUnreachable, a.retry.next()
+}
+
+// exchange registers when needed, sends the queue oldest first and
+// heartbeats when nothing else was said for half the lifetime. A 4.04 makes
+// it register again, once.
+func (a *Agent) exchange(ctx context.Context) error {
+	reregistered := false
+	for {
+		err := a.exchangeOnce(ctx)
+		if errors.Is(err, ErrUnknown) && !reregistered {
+			a.log.Info("server does not know the registration; registering again")
+			a.registered = false
+			reregistered = true
+			continue
+		}
+		return err
+	}
+}
+
+func (a *Agent) exchangeOnce(ctx context.Context) error {
+	if !a.registered {
+		if err := a.register(ctx); err != nil {
+			return err
+		}
+	}
+	for a.queue.Len() > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e, ok, err := a.queue.Oldest()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if err := a.report(ctx, e); err != nil {
+			return err
+		}
+		if now := a.now(); !a.stopping && !now.Before(a.lastReport.Add(a.interval)) {
+			a.takeReport(now) // a long backlog does not hold up the device's own reports
+		}
+	}
+	if !a.now().Before(a.lastContact.Add(a.heartbeatEvery)) {
+		return a.heartbeat(ctx)
+	}
+	return nil
+}
+
+// register is POST /rd?ep={id}&lt={seconds} with the registration map.
+func (a *Agent) register(ctx context.Context) error {
+	reg := a.cfg.registration()
+	body, err := reg.Encode(coap.FormatCBOR)
+	if err != nil {
+		return fmt.Errorf("agent: registration: %w", err)
+	}
+	resp, err := a.link.do(ctx, a.cfg.RequestTimeout, request{
+		method: codes.POST, path: coap.PathRegistration, format: coap.FormatCBOR, body: body, accept: true,
+		queries: []string{
+			coap.QueryEndpoint + "=" + a.cfg.DeviceID,
+			coap.QueryLifetime + "=" + strconv.Itoa(int(a.cfg.Lifetime/time.Second)),
+		},
+	})
+	if err != nil {
+		return err
+	}
+	switch resp.code {
+	case codes.Created, codes.Changed:
+	case codes.BadRequest:
+		// The server will not take this registration until someone fixes
+		// the configuration: as good as refused.
+		a.log.Error("server refused the registration", slog.String(keyDiag, resp.diagnostic()))
+		return fmt.Errorf("%w: registration: %s", ErrRefused, resp.diagnostic())
+	default:
+		return statusError("register", resp)
+	}
+	a.registered = true
+	a.lastContact = a.now()
+	a.log.Info("registered", slog.String(keyServer, a.cfg.Server), slog.Duration(keyLifetime, a.cfg.Lifetime),
+		slog.Int(keyPending, a.queue.Len()))
+	return a.follow(resp, 0)
+}
+
+// report is POST /dp?ep={id} with one queued report.
+func (a *Agent) report(ctx context.Context, e Entry) error {
+	resp, err := a.link.do(ctx, a.cfg.RequestTimeout, request{
+		method: codes.POST, path: coap.PathData, format: coap.FormatSenMLCBOR, body: e.Pack, accept: true,
+		queries: []string{coap.QueryEndpoint + "=" + a.cfg.DeviceID},
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case resp.code == codes.Changed:
+		a.lastContact = a.now()
+		return a.follow(resp, e.Seq)
+	case poison(resp.code):
+		a.lastContact = a.now()
+		a.log.Error("server refused a report; dropped it", slog.Uint64(keySeq, e.Seq),
+			slog.String(keyCode, resp.code.String()), slog.String(keyDiag, resp.diagnostic()))
+		a.dropped++
+		return a.queue.Ack(e.Seq)
+	}
+	return statusError("report", resp)
+}
+
+// heartbeat is POST /rd/{id} with an empty body.
+func (a *Agent) heartbeat(ctx context.Context) error {
+	resp, err := a.link.do(ctx, a.cfg.RequestTimeout, request{
+		method: codes.POST, path: coap.PathRegistration + "/" + a.cfg.DeviceID, accept: true,
+	})
+	if err != nil {
+		return err
+	}
+	if resp.code != codes.Changed {
+		return statusError("heartbeat", resp)
+	}
+	a.lastContact = a.now()
+	a.log.Debug("heartbeat")
+	return a.follow(resp, 0)
+}
+
+// deregister is DELETE /rd/{id}.
+func (a *Agent) deregister(ctx context.Context) error {
+	resp, err := a.link.do(ctx, a.cfg.RequestTimeout, request{
+		method: codes.DELETE, path: coap.PathRegistration + "/" + a.cfg.DeviceID,
+	})
+	if err != nil {
+		return err
+	}
+	if resp.code != codes.Deleted && resp.code != codes.NotFound {
+		return statusError("deregister", resp)
+	}
+	a.registered = false
+	return nil
+}
+
+// follow applies a response's desired state. sent is the report the
+// response acknowledges, 0 when it answers something else.
+func (a *Agent) follow(resp response, sent uint64) error {
+	d, err := resp.desired()
+	if err != nil {
+		a.log.Warn("unreadable desired state from the server", slog.Any(keyErr, err))
+		d = nil
+	}
+	var seq uint64
+	if d != nil {
+		seq = d.Seq
+	}
+	if seq > a.lastSeq {
+		// The server has accepted higher numbers than this agent remembers
+		// (it lost its state, or the id was used before): it would drop
+		// every pending report as a replay, including the one just sent.
+		pending := a.queue.Len()
+		if err := a.queue.Renumber(seq, setSeq); err != nil {
+			return err
+		}
+		a.lastSeq = seq + uint64(pending)
+		a.log.Info("server is ahead of this agent's sequence numbers; continuing above them",
+			slog.Uint64(keyAbove, seq), slog.Int(keyPending, pending))
+	} else if acked := max(sent, seq); acked > a.queue.Acked() {
+		// The server has everything up to acked (a sequence number it
+		// reports within the queue was delivered before the agent noticed).
+		if err := a.queue.Ack(acked); err != nil {
+			return err
+		}
+	}
+	if d == nil {
+		return nil
+	}
+	if d.Interval > 0 {
+		if iv := min(time.Duration(d.Interval)*time.Second, MaxInterval); iv != a.interval {
+			a.log.Info("report interval changed by the server", slog.Duration(keyInterval, iv))
+			a.interval = iv
+		}
+	}
+	if d.ConfigRevision != a.cfgRevision {
+		// There is no device configuration to fetch yet (protocol v1).
+		a.log.Debug("configuration revision changed", slog.Uint64(keyRevision, d.ConfigRevision))
+		a.cfgRevision = d.ConfigRevision
+	}
+	// d.Firmware: firmware updates (fetch GET /fw/{sha256} Block2, verify
+	// hash and signature, install only when idle, report fw/state and
+	// fw/result) hook in here.
+	return nil
+}
+
+// setSeq rewrites the seq record of a queued SenML-CBOR pack.
+func setSeq(seq uint64, pack []byte) ([]byte, error) {
+	p, err := coap.DecodePack(coap.FormatSenMLCBOR, pack)
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	for i := range p {
+		if p[i].Name == coap.NameSeq {
+			v := float64(seq)
+			p[i].Value = &v
+			found = true
+		}
+	}
+	if !found {
+		return nil, errors.New("no seq record")
+	}
+	return coap.EncodePack(coap.FormatSenMLCBOR, p)
+}
+
+// checkpoint writes device.json when something worth keeping changed, or
+// always when the agent stops.
+func (a *Agent) checkpoint(stopped bool) {
+	if a.cfg.StateDir == "" {
+		return
+	}
+	c := a.profile.Counters()
+	st := State{
+		DeviceID: a.cfg.DeviceID,
+		Profile:  a.cfg.Profile,
+		Usage:    c.Usage,
+		Alarms:   c.Alarms,
+		Counters: c.Other,
+		LastSeq:  a.lastSeq,
+		AckedSeq: a.queue.Acked(),
+		Pending:  a.queue.Len(),
+		Dropped:  a.dropped,
+		SimTime:  a.simNow,
+		Stopped:  stopped,
+	}
+	if !stopped && st.LastSeq == a.saved.LastSeq && st.AckedSeq == a.saved.AckedSeq && st.Dropped == a.saved.Dropped {
+		return
+	}
+	st.SavedAt = time.Now().UTC()
+	if err := writeState(a.cfg.StateDir, st, !a.cfg.NoSync); err != nil {
+		a.log.Error("cannot save the device state", slog.Any(keyErr, err))
+		return
+	}
+	a.saved = st
+}
+
+// stop takes a last report, tries to deliver the queue, deregisters and
+// saves the state.
+func (a *Agent) stop(ctx context.Context) error {
+	a.stopping = true
+	a.takeReport(a.now())
+	base := context.WithoutCancel(ctx)
+	delivered := false
+	if a.trouble != troubleRefused {
+		flushCtx, cancel := context.WithTimeout(base, stopFlushTimeout)
+		err := a.exchange(flushCtx)
+		cancel()
+		delivered = err == nil
+		if err != nil {
+			a.log.Info("stopping with reports queued", slog.Int(keyPending, a.queue.Len()), slog.Any(keyErr, err))
+		}
+	}
+	if a.registered && delivered {
+		delCtx, cancel := context.WithTimeout(base, min(a.cfg.RequestTimeout, stopDeleteTimeout))
+		if err := a.deregister(delCtx); err != nil {
+			a.log.Info("cannot deregister", slog.Any(keyErr, err))
+		}
+		cancel()
+	}
+	a.checkpoint(true)
+	err := a.queue.Close()
+	a.log.Info("agent stopped", slog.Uint64(keySeq, a.lastSeq), slog.Int(keyPending, a.queue.Len()),
+		slog.Bool("deregistered", delivered && !a.registered))
+	return err
+}

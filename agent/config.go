@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/medfleet/medfleet/coap"
+)
+
+// Defaults and bounds of Config.
+const (
+	DefaultLifetime       = coap.DefaultLifetime * time.Second
+	MinLifetime           = coap.MinLifetime * time.Second
+	MaxLifetime           = coap.MaxLifetime * time.Second
+	DefaultInterval       = 10 * time.Second
+	MinInterval           = 10 * time.Millisecond // below a second only makes sense in tests
+	MaxInterval           = 24 * time.Hour
+	DefaultTimeScale      = 1.0
+	MaxTimeScale          = 1e6
+	DefaultQueueLimit     = 10000
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultRetryMin       = time.Second
+	DefaultRetryMax       = time.Minute
+	// DefaultRefusedBackoff is how long an agent waits after the server
+	// refused the device (4.03) or its registration (4.00).
+	DefaultRefusedBackoff = 5 * time.Minute
+)
+
+// Config is one device agent's configuration. Zero values take the defaults
+// above; New applies them before it validates.
+type Config struct {
+	// Server is host:port of the control plane's CoAP endpoint (UDP).
+	Server   string `yaml:"server"`
+	DeviceID string `yaml:"device_id"`
+	// Profile selects the simulated device: infusion-pump, cpap or rfid-reader.
+	Profile  string `yaml:"profile"`
+	Model    string `yaml:"model"`
+	Serial   string `yaml:"serial"`
+	Firmware string `yaml:"firmware"` // running firmware version
+	UDI      string `yaml:"udi"`
+	// StateDir keeps the offline queue and device.json; "" keeps the queue in
+	// memory and the state nowhere.
+	StateDir string `yaml:"state_dir"`
+	// Lifetime is the registration lifetime (`lt`), whole seconds.
+	Lifetime time.Duration `yaml:"lifetime"`
+	// Interval is the report interval until the server asks for another.
+	Interval time.Duration `yaml:"interval"`
+	// TimeScale is simulated device seconds per real second; above 1
+	// simulated usage grows faster.
+	TimeScale float64 `yaml:"time_scale"`
+	// QueueLimit is the largest number of unacknowledged reports kept; the
+	// oldest go first (usage survives: counters are cumulative).
+	QueueLimit int `yaml:"queue_limit"`
+	// Seed makes the profile's randomness repeatable; it is mixed with the
+	// device id so that devices sharing a seed still differ.
+	Seed int64 `yaml:"seed"`
+	// RequestTimeout is the deadline of one CoAP exchange.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// RetryMin and RetryMax bound the jittered exponential backoff after a
+	// timeout, a network error or a 5.xx.
+	RetryMin time.Duration `yaml:"retry_min"`
+	RetryMax time.Duration `yaml:"retry_max"`
+	// RefusedBackoff is the wait after the server refused the device (4.03).
+	RefusedBackoff time.Duration `yaml:"refused_backoff"`
+	// NoSync skips fsync when the queue and state are written: they then
+	// survive a crash of the process but not a power loss. The simulator sets
+	// it; a real device should not.
+	NoSync bool `yaml:"no_sync"`
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Lifetime == 0 {
+		c.Lifetime = DefaultLifetime
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.TimeScale == 0 {
+		c.TimeScale = DefaultTimeScale
+	}
+	if c.QueueLimit == 0 {
+		c.QueueLimit = DefaultQueueLimit
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.RefusedBackoff == 0 {
+		c.RefusedBackoff = DefaultRefusedBackoff
+	}
+	return c
+}
+
+// Validate checks c as New would use it: zero fields stand for their
+// defaults. Errors name the field by its YAML key.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &coap.FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	}
+	if c.Server == "" {
+		bad("server", "required")
+	} else if _, _, err := net.SplitHostPort(c.Server); err != nil {
+		bad("server", "%q is not host:port", c.Server)
+	}
+	if err := coap.ValidateDeviceID(c.DeviceID); err != nil {
+		bad("device_id", "%v", err)
+	}
+	switch {
+	case c.Profile == "":
+		bad("profile", "required")
+	case !slices.Contains(Profiles(), c.Profile):
+		bad("profile", "%q is not one of %s", c.Profile, strings.Join(Profiles(), ", "))
+	}
+	if c.Model == "" {
+		bad("model", "required")
+	}
+	if c.Firmware == "" {
+		bad("firmware", "required")
+	}
+	if len(errs) == 0 {
+		// Lengths and characters of the registration strings, as the server
+		// checks them.
+		reg := c.registration()
+		if err := reg.Validate(); err != nil {
+			var fe *coap.FieldError
+			if errors.As(err, &fe) && fe.Field == "fw" {
+				err = &coap.FieldError{Field: "firmware", Err: fe.Err}
+			}
+			errs = append(errs, err)
+		}
+	}
+	if c.Lifetime < MinLifetime || c.Lifetime > MaxLifetime || c.Lifetime%time.Second != 0 {
+		bad("lifetime", "%v is not whole seconds in %v..%v", c.Lifetime, MinLifetime, MaxLifetime)
+	}
+	if c.Interval < MinInterval || c.Interval > MaxInterval {
+		bad("interval", "%v is outside %v..%v", c.Interval, MinInterval, MaxInterval)
+	}
+	if math.IsNaN(c.TimeScale) || c.TimeScale <= 0 || c.TimeScale > MaxTimeScale {
+		bad("time_scale", "%v is outside (0, %v]", c.TimeScale, MaxTimeScale)
+	}
+	if c.QueueLimit < 1 {
+		bad("queue_limit", "%d is not positive", c.QueueLimit)
+	}
+	if c.RequestTimeout < time.Millisecond {
+		bad("request_timeout", "%v is below 1ms", c.RequestTimeout)
+	}
+	if c.RetryMin < time.Millisecond {
+		bad("retry_min", "%v is below 1ms", c.RetryMin)
+	}
+	if c.RetryMax < c.RetryMin {
+		bad("retry_max", "%v is below retry_min %v", c.RetryMax, c.RetryMin)
+	}
+	if c.RefusedBackoff < time.Millisecond {
+		bad("refused_backoff", "%v is below 1ms", c.RefusedBackoff)
+	}
+	return errors.Join(errs...)
+}
+
+// registration is the payload of POST /rd.
+func (c Config) registration() coap.Registration {
+	return coap.Registration{Model: c.Model, Serial: c.Serial, Firmware: c.Firmware, Profile: c.Profile, UDI: c.UDI}
+}
+
+// ParseConfig reads a YAML agent configuration. Unknown keys are errors, so
+// that a misspelt key does not silently fall back to a default. It does not
+// validate: flags may still override fields.
+func ParseConfig(data []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("agent: config: %w", err)
+	}
+	return c, nil
+}

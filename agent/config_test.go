@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func validConfig() Config {
+	return Config{
+		Server: "127.0.0.1:5683", DeviceID: "pump-0001", Profile: "infusion-pump",
+		Model: "BD Alaris 8100", Serial: "AL8100001", Firmware: "9.33.1",
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(c *Config)
+		want   string // substring of the error, "" for none
+	}{
+		{name: "valid with defaults", modify: func(*Config) {}},
+		{name: "valid in full", modify: func(c *Config) {
+			c.StateDir, c.Lifetime, c.Interval, c.TimeScale, c.QueueLimit = "/tmp/x", time.Hour, time.Minute, 60, 5
+		}},
+		{name: "no server", modify: func(c *Config) { c.Server = "" }, want: "server: required"},
+		{name: "server without port", modify: func(c *Config) { c.Server = "localhost" }, want: "server: "},
+		{name: "no device id", modify: func(c *Config) { c.DeviceID = "" }, want: "device_id: required"},
+		{name: "bad device id", modify: func(c *Config) { c.DeviceID = "pump 1" }, want: "device_id: "},
+		{name: "no profile", modify: func(c *Config) { c.Profile = "" }, want: "profile: required"},
+		{name: "unknown profile", modify: func(c *Config) { c.Profile = "toaster" }, want: "profile: "},
+		{name: "no model", modify: func(c *Config) { c.Model = "" }, want: "model: required"},
+		{name: "no firmware", modify: func(c *Config) { c.Firmware = "" }, want: "firmware: required"},
+		{name: "firmware too long", modify: func(c *Config) { c.Firmware = strings.Repeat("1", 200) }, want: "firmware: "},
+		{name: "control character in serial", modify: func(c *Config) { c.Serial = "A\x01" }, want: "serial: "},
+		{name: "lifetime too short", modify: func(c *Config) { c.Lifetime = 5 * time.Second }, want: "lifetime: "},
+		{name: "lifetime too long", modify: func(c *Config) { c.Lifetime = 48 * time.Hour }, want: "lifetime: "},
+		{name: "lifetime not whole seconds", modify: func(c *Config) { c.Lifetime = 10500 * time.Millisecond }, want: "lifetime: "},
+		{name: "interval too short", modify: func(c *Config) { c.Interval = time.Millisecond }, want: "interval: "},
+		{name: "negative time scale", modify: func(c *Config) { c.TimeScale = -1 }, want: "time_scale: "},
+		{name: "negative queue limit", modify: func(c *Config) { c.QueueLimit = -1 }, want: "queue_limit: "},
+		{name: "retry max below min", modify: func(c *Config) { c.RetryMin, c.RetryMax = time.Minute, time.Second }, want: "retry_max: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig()
+			tc.modify(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate() = %v, want an error containing %q", err, tc.want)
+			}
+			if _, nerr := New(c, nil); (nerr == nil) != (err == nil) {
+				t.Errorf("New() = %v, Validate() = %v: want both nil or both errors", nerr, err)
+			}
+		})
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		want    Config
+		wantErr bool
+	}{
+		{name: "empty", yaml: ""},
+		{
+			name: "full",
+			yaml: "server: 10.0.0.1:5683\ndevice_id: pump-0001\nprofile: infusion-pump\nmodel: BD Alaris 8100\n" +
+				"serial: AL1\nfirmware: 9.33.1\nstate_dir: ./data\nlifetime: 300s\ninterval: 10s\ntime_scale: 60\n" +
+				"queue_limit: 500\nseed: 3\nno_sync: true\n",
+			want: Config{
+				Server: "10.0.0.1:5683", DeviceID: "pump-0001", Profile: "infusion-pump", Model: "BD Alaris 8100",
+				Serial: "AL1", Firmware: "9.33.1", StateDir: "./data", Lifetime: 300 * time.Second,
+				Interval: 10 * time.Second, TimeScale: 60, QueueLimit: 500, Seed: 3, NoSync: true,
+			},
+		},
+		{name: "unknown key", yaml: "servr: x\n", wantErr: true},
+		{name: "bad duration", yaml: "interval: soon\n", wantErr: true},
+		{name: "not a map", yaml: "- a\n- b\n", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseConfig([]byte(tc.yaml))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("ParseConfig() error = %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && got != tc.want {
+				t.Errorf("ParseConfig() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseConfig feeds arbitrary bytes to the config parser and the
+// validator: errors are fine, panics are not.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("server: 127.0.0.1:5683\ndevice_id: x\nprofile: cpap\nmodel: m\nfirmware: 1\nlifetime: 10s\n"))
+	f.Add([]byte("interval: -5s\ntime_scale: .nan\n"))
+	f.Add([]byte("{"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data)
+		if err != nil {
+			return
+		}
+		_ = c.Validate()
+	})
+}

@@ -1,0 +1,259 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/medfleet/medfleet/coap"
+)
+
+// SimConfig configures a Simulator: many simulated devices in one process,
+// each an Agent with its own UDP socket.
+type SimConfig struct {
+	// Server is host:port of the control plane's CoAP endpoint (UDP).
+	Server string `yaml:"server"`
+	// Devices is the number of simulated devices.
+	Devices int `yaml:"devices"`
+	// IDPrefix starts every device id: "sim" gives sim-pump-0001.
+	IDPrefix string `yaml:"id_prefix"`
+	// StateDir holds one subdirectory per device; "" keeps queues in memory.
+	StateDir string `yaml:"state_dir"`
+	// Interval, Lifetime and TimeScale are those of every device (Config).
+	Interval  time.Duration `yaml:"interval"`
+	Lifetime  time.Duration `yaml:"lifetime"`
+	TimeScale float64       `yaml:"time_scale"`
+	// Seed makes the fleet (profiles, models, serials, behaviour, start
+	// times) repeatable.
+	Seed int64 `yaml:"seed"`
+	// QueueLimit bounds each device's queue; 0 means 1000, less than a real
+	// device's default because every simulated queue shares one process.
+	QueueLimit int `yaml:"queue_limit"`
+}
+
+// Defaults and bounds of SimConfig.
+const (
+	DefaultIDPrefix      = "sim"
+	DefaultSimQueueLimit = 1000
+	MaxSimDevices        = 1_000_000
+)
+
+// simMix is the profile of device i (1-based) at position (i-1)%10: six
+// pumps, three CPAPs and one reader in ten, and one of each among the
+// first three.
+var simMix = [10]string{
+	coap.ProfileInfusionPump, coap.ProfileCPAP, coap.ProfileRFIDReader, coap.ProfileInfusionPump, coap.ProfileInfusionPump,
+	coap.ProfileCPAP, coap.ProfileInfusionPump, coap.ProfileInfusionPump, coap.ProfileCPAP, coap.ProfileInfusionPump,
+}
+
+// simModel is a device model a simulated device can be.
+type simModel struct {
+	model, serialPrefix, firmware string
+}
+
+var (
+	simShort = map[string]string{
+		coap.ProfileInfusionPump: "pump", coap.ProfileCPAP: "cpap", coap.ProfileRFIDReader: "rfid",
+	}
+	simModels = map[string][]simModel{
+		coap.ProfileInfusionPump: {
+			{"BD Alaris 8100", "AL81", "9.33.1"},
+			{"Baxter Novum IQ LVP", "NVQ", "2.3.0"},
+			{"ICU Medical Plum 360", "PL36", "15.24.0"},
+		},
+		coap.ProfileCPAP: {
+			{"ResMed AirSense 11", "RS11", "SW04600.01.0"},
+			{"Philips DreamStation 2", "DS2", "1.4.2"},
+		},
+		coap.ProfileRFIDReader: {
+			{"Zebra FX9600", "FX96", "3.21.0"},
+			{"Impinj R700", "R700", "8.4.1"},
+		},
+	}
+)
+
+func (c SimConfig) withDefaults() SimConfig {
+	if c.IDPrefix == "" {
+		c.IDPrefix = DefaultIDPrefix
+	}
+	if c.QueueLimit == 0 {
+		c.QueueLimit = DefaultSimQueueLimit
+	}
+	return c
+}
+
+// Validate checks c as NewSimulator would use it. Errors name the field.
+func (c SimConfig) Validate() error {
+	_, err := c.withDefaults().devices()
+	return err
+}
+
+// devices returns the configuration of every simulated device.
+func (c SimConfig) devices() ([]Config, error) {
+	var errs []error
+	if c.Devices < 1 || c.Devices > MaxSimDevices {
+		errs = append(errs, &coap.FieldError{Field: "devices", Err: fmt.Errorf("%d is outside 1..%d", c.Devices, MaxSimDevices)})
+	}
+	if err := coap.ValidateDeviceID(c.IDPrefix + "-pump-0001"); err != nil {
+		errs = append(errs, &coap.FieldError{Field: "id_prefix", Err: fmt.Errorf("%q does not make device ids", c.IDPrefix)})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	width := max(4, len(strconv.Itoa(c.Devices)))
+	rnd := rand.New(rand.NewPCG(uint64(c.Seed), 0x73696d))
+	out := make([]Config, c.Devices)
+	for i := range out {
+		profile := simMix[i%len(simMix)]
+		m := simModels[profile][rnd.IntN(len(simModels[profile]))]
+		id := fmt.Sprintf("%s-%s-%0*d", c.IDPrefix, simShort[profile], width, i+1)
+		cfg := Config{
+			Server:     c.Server,
+			DeviceID:   id,
+			Profile:    profile,
+			Model:      m.model,
+			Serial:     fmt.Sprintf("%s%08d", m.serialPrefix, rnd.IntN(100_000_000)),
+			Firmware:   m.firmware,
+			Lifetime:   c.Lifetime,
+			Interval:   c.Interval,
+			TimeScale:  c.TimeScale,
+			QueueLimit: c.QueueLimit,
+			Seed:       int64(rnd.Uint64()),
+			NoSync:     true, // a simulator survives crashes of its process, not power losses
+		}
+		if c.StateDir != "" {
+			cfg.StateDir = filepath.Join(c.StateDir, id)
+		}
+		if err := cfg.Validate(); err != nil {
+			// The devices differ only in what is valid by construction:
+			// one error stands for all of them.
+			return nil, err
+		}
+		out[i] = cfg
+	}
+	return out, nil
+}
+
+// Simulator runs many simulated devices in one process. medfleetd runs one
+// for its --simulate flag.
+type Simulator struct {
+	cfg     SimConfig
+	log     *slog.Logger
+	started atomic.Bool
+	devices []Config
+	agents  []*Agent
+	delays  []time.Duration // of each device's start
+	tick    *ticker         // shared by every device's connection
+}
+
+// NewSimulator validates cfg and prepares its devices; it starts nothing.
+func NewSimulator(cfg SimConfig, log *slog.Logger) (*Simulator, error) {
+	cfg = cfg.withDefaults()
+	devices, err := cfg.devices()
+	if err != nil {
+		return nil, fmt.Errorf("agent: simulator: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Ten thousand agents would each log every registration at INFO: the
+	// simulator logs the fleet, the devices log at DEBUG unless it is a
+	// warning or an error.
+	quiet := slog.New(demote{log.Handler()})
+	s := &Simulator{cfg: cfg, log: log, devices: devices, tick: newTicker(retransmitTick)}
+	interval := devices[0].withDefaults().Interval
+	rnd := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x7374617274))
+	for _, d := range devices {
+		a, err := New(d, quiet)
+		if err != nil {
+			return nil, fmt.Errorf("agent: simulator: %w", err)
+		}
+		a.tick = s.tick
+		s.agents = append(s.agents, a)
+		// Starts are spread over the first interval, so that a big fleet
+		// does not register in the same instant.
+		s.delays = append(s.delays, time.Duration(rnd.Int64N(int64(interval))))
+	}
+	return s, nil
+}
+
+// Devices returns the configuration of every simulated device, in id order.
+func (s *Simulator) Devices() []Config {
+	out := make([]Config, len(s.devices))
+	copy(out, s.devices)
+	return out
+}
+
+// Run runs every device until ctx is cancelled, then waits for all of them
+// to stop gracefully. It returns the errors of the devices that could not
+// run.
+func (s *Simulator) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("agent: simulator: Run called twice")
+	}
+	count := map[string]int{}
+	for _, d := range s.devices {
+		count[d.Profile]++
+	}
+	s.log.Info("simulator starting", slog.Int(keyDevices, len(s.devices)), slog.String(keyServer, s.cfg.Server),
+		slog.Int("pumps", count[coap.ProfileInfusionPump]), slog.Int("cpaps", count[coap.ProfileCPAP]),
+		slog.Int("readers", count[coap.ProfileRFIDReader]))
+	errs := make([]error, len(s.agents))
+	tickCtx, stopTick := context.WithCancel(context.Background())
+	var tickWG sync.WaitGroup
+	tickWG.Go(func() { s.tick.run(tickCtx) })
+	var running atomic.Int64
+	var wg sync.WaitGroup
+	for i, a := range s.agents {
+		wg.Go(func() {
+			t := time.NewTimer(s.delays[i])
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			running.Add(1)
+			defer running.Add(-1)
+			if err := a.Run(ctx); err != nil {
+				s.log.Error("simulated device failed", slog.String(keyDevice, s.devices[i].DeviceID), slog.Any(keyErr, err))
+				errs[i] = err
+			}
+		})
+	}
+	<-ctx.Done()
+	s.log.Info("simulator stopping", slog.Int64(keyDevices, running.Load()))
+	wg.Wait()
+	stopTick()
+	tickWG.Wait()
+	s.log.Info("simulator stopped")
+	return errors.Join(errs...)
+}
+
+// demote is a slog.Handler that logs INFO records at DEBUG.
+type demote struct{ slog.Handler }
+
+func (d demote) Enabled(ctx context.Context, l slog.Level) bool {
+	if l == slog.LevelInfo {
+		l = slog.LevelDebug
+	}
+	return d.Handler.Enabled(ctx, l)
+}
+
+func (d demote) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelInfo {
+		r.Level = slog.LevelDebug
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d demote) WithAttrs(attrs []slog.Attr) slog.Handler { return demote{d.Handler.WithAttrs(attrs)} }
+
+func (d demote) WithGroup(name string) slog.Handler { return demote{d.Handler.WithGroup(name)} }

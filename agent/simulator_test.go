@@ -1,0 +1,138 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medfleet/medfleet/coap"
+)
+
+func TestSimulatorFleet(t *testing.T) {
+	s, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Devices: 100, Seed: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices := s.Devices()
+	count := map[string]int{}
+	ids := map[string]bool{}
+	for _, d := range devices {
+		count[d.Profile]++
+		ids[d.DeviceID] = true
+		if d.Model == "" || d.Serial == "" || d.Firmware == "" {
+			t.Errorf("device %+v lacks model, serial or firmware", d)
+		}
+	}
+	if want := map[string]int{coap.ProfileInfusionPump: 60, coap.ProfileCPAP: 30, coap.ProfileRFIDReader: 10}; count[coap.ProfileInfusionPump] != 60 ||
+		count[coap.ProfileCPAP] != 30 || count[coap.ProfileRFIDReader] != 10 {
+		t.Errorf("profiles %v, want %v", count, want)
+	}
+	if len(ids) != 100 {
+		t.Errorf("%d distinct ids, want 100", len(ids))
+	}
+	for i, want := range []string{"sim-pump-0001", "sim-cpap-0002", "sim-rfid-0003", "sim-pump-0004"} {
+		if devices[i].DeviceID != want {
+			t.Errorf("device %d is %q, want %q", i, devices[i].DeviceID, want)
+		}
+	}
+
+	again, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Devices: 100, Seed: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range again.Devices() {
+		if d != devices[i] {
+			t.Fatalf("device %d with the same seed: %+v, want %+v", i, d, devices[i])
+		}
+	}
+}
+
+func TestSimConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  SimConfig
+		want string
+	}{
+		{name: "valid", cfg: SimConfig{Server: "127.0.0.1:5683", Devices: 3}},
+		{name: "wide ids", cfg: SimConfig{Server: "127.0.0.1:5683", Devices: 12345, IDPrefix: "ward4"}},
+		{name: "no devices", cfg: SimConfig{Server: "127.0.0.1:5683"}, want: "devices: "},
+		{name: "bad prefix", cfg: SimConfig{Server: "127.0.0.1:5683", Devices: 1, IDPrefix: "a b"}, want: "id_prefix: "},
+		{name: "no server", cfg: SimConfig{Devices: 1}, want: "server: required"},
+		{name: "bad interval", cfg: SimConfig{Server: "127.0.0.1:5683", Devices: 1, Interval: time.Nanosecond}, want: "interval: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Validate() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	s, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Devices: 12345, IDPrefix: "ward4"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Devices()[0].DeviceID; got != "ward4-pump-00001" {
+		t.Errorf("first id of 12345 = %q, want ward4-pump-00001", got)
+	}
+}
+
+func TestSimulatorRun(t *testing.T) {
+	srv := startTestServer(t)
+	dir := t.TempDir()
+	s, err := NewSimulator(SimConfig{
+		Server: srv.addr, Devices: 3, StateDir: dir, Interval: 30 * time.Millisecond, TimeScale: 600, Seed: 2,
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, 5*time.Second, "3 reports from each device", func() bool {
+		for _, d := range s.Devices() {
+			if len(srv.reports(d.DeviceID)) < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run() = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+
+	regs := map[string]string{}
+	for _, r := range srv.registrations() {
+		regs[r.ID] = r.Reg.Profile
+	}
+	want := map[string]string{
+		"sim-pump-0001": coap.ProfileInfusionPump, "sim-cpap-0002": coap.ProfileCPAP, "sim-rfid-0003": coap.ProfileRFIDReader,
+	}
+	for id, profile := range want {
+		if regs[id] != profile {
+			t.Errorf("%s registered as %q, want %q", id, regs[id], profile)
+		}
+		st, err := ReadState(filepath.Join(dir, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reports := srv.reports(id)
+		checkContiguous(t, reports, 1)
+		if !st.Stopped || !st.Acknowledged() || st.Usage != *reports[len(reports)-1].Usage {
+			t.Errorf("%s: state %+v, want stopped, acknowledged, usage of the last report", id, st)
+		}
+	}
+	srv.with(func(s *testServer) {
+		if s.deletes != 3 {
+			t.Errorf("%d deregistrations, want 3", s.deletes)
+		}
+	})
+}
