@@ -71,7 +71,8 @@ var (
 		IndefLength:      cbor.IndefLengthAllowed,
 		UTF8:             cbor.UTF8RejectInvalid,
 	})
-	cborEnc = mustEncMode(cbor.EncOptions{})
+	// Shortest lossless floats: most values fit in 3 or 5 bytes rather than 9.
+	cborEnc = mustEncMode(cbor.EncOptions{ShortestFloat: cbor.ShortestFloat16})
 
 	senmlNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9:./_-]*$`)
 )

@@ -1,0 +1,160 @@
+// Command medfleetd is Medfleet's control plane: the gRPC API, the CoAP
+// gateway for devices and HTTP health, over an embedded or external etcd.
+//
+//	medfleetd [--config medfleetd.yaml] [--data-dir DIR] [--etcd-endpoints URLS]
+//	          [--etcd-listen-client URL] [--etcd-listen-peer URL]
+//	          [--grpc-listen ADDR] [--coap-listen ADDR] [--http-listen ADDR]
+//	          [--simulate N] [--simulate-time-scale X] [--log-level LEVEL]
+//
+// Flags override the config file; docs/operations.md lists every setting.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/medfleet/medfleet/agent"
+	"github.com/medfleet/medfleet/server"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "medfleetd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("medfleetd", flag.ContinueOnError)
+	var (
+		configFile    = fs.String("config", "", "YAML config file; flags override it")
+		dataDir       = fs.String("data-dir", "", "directory of the embedded etcd's data (default ./medfleet-data)")
+		endpoints     = fs.String("etcd-endpoints", "", "comma-separated endpoints of an external etcd cluster instead of the embedded one")
+		etcdClient    = fs.String("etcd-listen-client", "", "embedded etcd's client URL, for etcdctl (default http://127.0.0.1:2379)")
+		etcdPeer      = fs.String("etcd-listen-peer", "", "embedded etcd's peer URL (default http://127.0.0.1:2380)")
+		grpcListen    = fs.String("grpc-listen", "", "gRPC API address (default 127.0.0.1:7443)")
+		coapListen    = fs.String("coap-listen", "", "plain CoAP UDP address (default :5683)")
+		httpListen    = fs.String("http-listen", "", "HTTP address for /healthz (default :8080)")
+		simulate      = fs.Int("simulate", 0, "also run this many simulated devices in this process")
+		simTimeScale  = fs.Float64("simulate-time-scale", 60, "simulated device seconds per real second")
+		simInterval   = fs.Duration("simulate-interval", 5*time.Second, "report interval of the simulated devices until the server says otherwise")
+		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
+		reportIntvl   = fs.Duration("report-interval", 0, "report interval the server asks devices for (default 10s)")
+		checkpointInt = fs.Duration("checkpoint-interval", 0, "how often changed device status is written to etcd (default 1s)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := server.DefaultConfig()
+	if *configFile != "" {
+		if err := server.LoadConfigFile(*configFile, &cfg); err != nil {
+			return err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "etcd-endpoints":
+			cfg.Etcd.Endpoints = strings.Split(*endpoints, ",")
+		case "etcd-listen-client":
+			cfg.Etcd.ListenClient = *etcdClient
+		case "etcd-listen-peer":
+			cfg.Etcd.ListenPeer = *etcdPeer
+		case "grpc-listen":
+			cfg.GRPC.Listen = *grpcListen
+		case "coap-listen":
+			cfg.CoAP.Listen = *coapListen
+		case "http-listen":
+			cfg.HTTP.Listen = *httpListen
+		case "report-interval":
+			cfg.Inventory.ReportInterval = *reportIntvl
+		case "checkpoint-interval":
+			cfg.Inventory.CheckpointInterval = *checkpointInt
+		}
+	})
+	if *simulate < 0 || *simTimeScale <= 0 {
+		return errors.New("--simulate and --simulate-time-scale must be positive")
+	}
+
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *simulate == 0 {
+		return srv.Run(sigCtx)
+	}
+
+	// With a simulated fleet, a signal stops the fleet first, so that its
+	// devices deliver their last reports and deregister, and the server after.
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	defer stopServer()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(srvCtx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-errc:
+		return err
+	case <-sigCtx.Done():
+		stopServer()
+		return <-errc
+	}
+	sim, err := agent.NewSimulator(agent.SimConfig{
+		Server:    loopback(srv.Addrs().CoAP),
+		Devices:   *simulate,
+		StateDir:  filepath.Join(cfg.DataDir, "simulator"),
+		Interval:  *simInterval,
+		TimeScale: *simTimeScale,
+	}, log.With("component", "simulator"))
+	if err != nil {
+		stopServer()
+		return errors.Join(err, <-errc)
+	}
+	log.Info("simulating devices", "devices", *simulate, "time_scale", *simTimeScale)
+	simDone := make(chan error, 1)
+	go func() { simDone <- sim.Run(sigCtx) }()
+	select {
+	case err := <-errc: // the server stopped on its own: stop the fleet too
+		stop()
+		return errors.Join(err, <-simDone)
+	case simErr := <-simDone:
+		stopServer()
+		return errors.Join(simErr, <-errc)
+	}
+}
+
+// loopback turns a wildcard listen address into one the simulator can send
+// to in the same process.
+func loopback(a net.Addr) string {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok || ua.IP == nil || ua.IP.IsUnspecified() {
+		_, port, _ := net.SplitHostPort(a.String())
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return ua.String()
+}
