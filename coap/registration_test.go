@@ -94,3 +94,26 @@ func TestValidateDeviceID(t *testing.T) {
 		}
 	}
 }
+
+func FuzzDecodeDesired(f *testing.F) {
+	seed, _ := (&Desired{Seq: 7, Interval: 10, Firmware: &FirmwareTarget{Version: "2", SHA256: "ab", Size: 1}}).Encode(FormatCBOR)
+	f.Add(seed, true)
+	f.Add([]byte(`{"seq":1,"interval":10}`), false)
+	f.Fuzz(func(t *testing.T, data []byte, asCBOR bool) {
+		format := FormatJSON
+		if asCBOR {
+			format = FormatCBOR
+		}
+		d, err := DecodeDesired(format, data)
+		if err != nil {
+			return
+		}
+		b, err := d.Encode(format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeDesired(format, b); err != nil {
+			t.Fatalf("round trip of %+v: %v", d, err)
+		}
+	})
+}

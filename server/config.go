@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -83,17 +84,25 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfigFile overlays a YAML file on cfg. Unknown keys are errors, so a
-// misspelt setting is not silently ignored.
+// LoadConfigFile overlays a YAML file on cfg.
 func LoadConfigFile(path string, cfg *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := ParseConfig(b, cfg); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// ParseConfig overlays YAML on cfg. Unknown keys are errors, so that a
+// misspelt setting is not silently ignored.
+func ParseConfig(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
-		return fmt.Errorf("config %s: %w", path, err)
+		return err
 	}
 	return nil
 }
@@ -117,8 +126,8 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, ep := range c.Etcd.Endpoints {
-		if _, _, err := net.SplitHostPort(trimScheme(ep)); err != nil {
-			return fmt.Errorf("etcd.endpoints[%d]: %q is not host:port or a URL: %v", i, ep, err)
+		if err := checkEndpoint(ep); err != nil {
+			return fmt.Errorf("etcd.endpoints[%d]: %q is not host:port or an http(s) URL: %v", i, ep, err)
 		}
 	}
 	if c.Etcd.DialTimeout <= 0 {
@@ -138,9 +147,25 @@ func (c Config) Validate() error {
 	return c.Inventory.Validate()
 }
 
-func trimScheme(ep string) string {
-	if u, err := url.Parse(ep); err == nil && u.Host != "" {
-		return u.Host
+// checkEndpoint accepts host:port and http(s)://host:port, as clientv3 does.
+func checkEndpoint(ep string) error {
+	hostport := ep
+	if strings.Contains(ep, "://") {
+		u, err := url.Parse(ep)
+		if err != nil {
+			return err
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("scheme %q", u.Scheme)
+		}
+		hostport = u.Host
 	}
-	return ep
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return err
+	}
+	if host == "" || port == "" {
+		return errors.New("no host or port")
+	}
+	return nil
 }
