@@ -300,4 +300,3 @@ func checkText(s string) error {
 	}
 	return nil
 }
-
