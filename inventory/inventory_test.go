@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -34,7 +33,7 @@ func (c *clock) Add(d time.Duration) {
 func newTestInventory(t *testing.T, etcd *etcdtest.Etcd, clk *clock) *Inventory {
 	t.Helper()
 	cfg := DefaultConfig()
-	inv, err := New(cfg, etcd.Client, slog.New(slog.NewTextHandler(io.Discard, nil)), clk.Now)
+	inv, err := New(cfg, etcd.Client, discard(), clk.Now)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -45,6 +44,8 @@ func newTestInventory(t *testing.T, etcd *etcdtest.Etcd, clk *clock) *Inventory 
 }
 
 func f64(v float64) *float64 { return &v }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestRegistryLifecycle(t *testing.T) {
 	etcd := etcdtest.Start(t, "")

@@ -426,7 +426,7 @@ func (g *Gateway) failure(device string, err error) answer {
 	case errors.Is(err, ErrNotRegistered):
 		return diagnostic(codes.NotFound, "device %s is not registered: register with POST /rd", device)
 	case errors.Is(err, ErrForbidden):
-		return diagnostic(codes.Forbidden, "%v", err)
+		return diagnostic(codes.Forbidden, "forbidden: %s", strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": "))
 	case errors.As(err, &fe):
 		return diagnostic(codes.BadRequest, "%v", fe)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
