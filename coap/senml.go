@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
@@ -74,7 +73,6 @@ var (
 	// Shortest lossless floats: most values fit in 3 or 5 bytes rather than 9.
 	cborEnc = mustEncMode(cbor.EncOptions{ShortestFloat: cbor.ShortestFloat16})
 
-	senmlNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9:./_-]*$`)
 )
 
 func mustDecMode(o cbor.DecOptions) cbor.DecMode {
@@ -145,7 +143,6 @@ func resolve(raw []senmlJSON) (Pack, error) {
 	var baseName, baseUnit string
 	var baseTime, baseValue float64
 	for i, r := range raw {
-		field := fmt.Sprintf("record[%d]", i)
 		if r.BaseName != "" {
 			baseName = r.BaseName
 		}
@@ -163,12 +160,14 @@ func resolve(raw []senmlJSON) (Pack, error) {
 			rec.Unit = baseUnit
 		}
 		if rec.Name == "" {
-			return nil, fieldErr(field, "no name")
+			return nil, fieldErr(fmt.Sprintf("record[%d]", i), "no name")
 		}
-		if len(rec.Name) > MaxStringLen || !senmlNamePattern.MatchString(rec.Name) {
-			return nil, fieldErr(field, "bad name %q", truncate(rec.Name))
+		if !validName(rec.Name) {
+			return nil, fieldErr(fmt.Sprintf("record[%d]", i), "bad name %q", truncate(rec.Name))
 		}
-		field = fmt.Sprintf("record[%d] %q", i, rec.Name)
+		// The field's name is built only when there is an error to report:
+		// this loop runs for every record of every report.
+		field := recordField{i, rec.Name}
 		n := 0
 		if r.Value != nil {
 			v := baseValue + *r.Value
@@ -177,7 +176,7 @@ func resolve(raw []senmlJSON) (Pack, error) {
 		}
 		if r.StringValue != nil {
 			if len(*r.StringValue) > MaxStringLen {
-				return nil, fieldErr(field, "string value longer than %d bytes", MaxStringLen)
+				return nil, fieldErr(field.String(), "string value longer than %d bytes", MaxStringLen)
 			}
 			rec.StringValue = r.StringValue
 			n++
@@ -187,23 +186,48 @@ func resolve(raw []senmlJSON) (Pack, error) {
 			n++
 		}
 		if r.DataValue != nil {
-			return nil, fieldErr(field, "data values (vd) are not accepted")
+			return nil, fieldErr(field.String(), "data values (vd) are not accepted")
 		}
 		if r.Sum != nil {
-			return nil, fieldErr(field, "sums (s) are not accepted")
+			return nil, fieldErr(field.String(), "sums (s) are not accepted")
 		}
 		// An RFID sighting is the one record that carries two values: the tag
 		// EPC in vs and the RSSI in v (protocol v1 fixes this shape).
 		sighting := n == 2 && rec.Value != nil && rec.StringValue != nil && strings.HasPrefix(rec.Name, PrefixRFID)
 		if n != 1 && !sighting {
-			return nil, fieldErr(field, "want exactly one of v, vs, vb; have %d", n)
+			return nil, fieldErr(field.String(), "want exactly one of v, vs, vb; have %d", n)
 		}
 		if rec.Value != nil && (math.IsNaN(*rec.Value) || math.IsInf(*rec.Value, 0)) {
-			return nil, fieldErr(field, "value is not a finite number")
+			return nil, fieldErr(field.String(), "value is not a finite number")
 		}
 		pack = append(pack, rec)
 	}
 	return pack, nil
+}
+
+// recordField names a record in an error: record[3] "usage".
+type recordField struct {
+	index int
+	name  string
+}
+
+func (f recordField) String() string { return fmt.Sprintf("record[%d] %q", f.index, f.name) }
+
+// validName reports whether a resolved SenML name is acceptable (RFC 8428
+// section 4.5.1): a letter or digit, then letters, digits and ":./-_", at
+// most MaxStringLen bytes.
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > MaxStringLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || strings.IndexByte(":./-_", c) < 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // EncodePack encodes records as SenML-CBOR (FormatSenMLCBOR) or SenML-JSON

@@ -189,7 +189,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Error("last checkpoint failed: status since the previous one is lost until devices report again", "err", cerr)
 		err = errors.Join(err, cerr)
 	}
-	s.log.Info("medfleetd stopped")
+	cs, gs := inv.CheckpointStats(), gw.Stats()
+	s.log.Info("medfleetd stopped", "uptime", time.Since(start).Round(time.Second),
+		"reports", gs.Reports, "duplicates", gs.Duplicates, "registrations", gs.Registrations, "bad_requests", gs.BadRequests,
+		"checkpoints", cs.Batches, "etcd_txns", cs.Txns, "statuses_written", cs.Statuses, "checkpoint_failures", cs.Failures)
 	return err
 }
 
