@@ -72,7 +72,6 @@ var (
 	})
 	// Shortest lossless floats: most values fit in 3 or 5 bytes rather than 9.
 	cborEnc = mustEncMode(cbor.EncOptions{ShortestFloat: cbor.ShortestFloat16})
-
 )
 
 func mustDecMode(o cbor.DecOptions) cbor.DecMode {
