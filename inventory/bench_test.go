@@ -8,6 +8,7 @@ import (
 
 	"github.com/medfleet/medfleet/coap"
 	"github.com/medfleet/medfleet/internal/etcdtest"
+	"github.com/medfleet/medfleet/internal/telemetry"
 )
 
 // BenchmarkReport is the inventory's share of one report: the device's lock,
@@ -15,7 +16,7 @@ import (
 // 10,000 devices.
 func BenchmarkReport(b *testing.B) {
 	etcd := etcdtest.Start(b, "")
-	inv, err := New(DefaultConfig(), etcd.Client, discard(), time.Now)
+	inv, err := New(DefaultConfig(), etcd.Client, discard(), time.Now, telemetry.Noop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -28,12 +29,13 @@ func BenchmarkReport(b *testing.B) {
 		}
 	}
 	battery := 80.0
+	ctx := context.Background()
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
 		usage := float64(n)
 		seq := uint64(n/fleet + 1)
-		if _, err := inv.Report(ids[n%fleet], &coap.Report{Seq: seq, Usage: &usage, State: coap.StateInUse, Battery: &battery}); err != nil {
+		if _, err := inv.Report(ctx, ids[n%fleet], &coap.Report{Seq: seq, Usage: &usage, State: coap.StateInUse, Battery: &battery}); err != nil {
 			b.Fatal(err)
 		}
 		n++

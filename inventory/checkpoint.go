@@ -5,8 +5,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
+
+// maxCheckpointLinks bounds the links of one checkpoint span to the sampled
+// reports it commits.
+const maxCheckpointLinks = 32
 
 // checkpointStats counts the checkpoints, for tests, logs and metrics.
 type checkpointStats struct {
@@ -56,8 +63,26 @@ func (inv *Inventory) Checkpoint(ctx context.Context) error {
 		inv.dirtyMu.Unlock()
 		return nil
 	}
-	inv.dirty = make(map[string]struct{}, len(dirty))
+	inv.dirty = make(map[string]trace.SpanContext, len(dirty))
 	inv.dirtyMu.Unlock()
+
+	// The checkpoint joins the trace of the first sampled change it commits
+	// and links the others: a report's trace shows the commit that made it
+	// durable.
+	var parent trace.SpanContext
+	var links []trace.Link
+	for _, sc := range dirty {
+		switch {
+		case !sc.IsSampled():
+		case !parent.IsValid():
+			parent = sc
+		case len(links) < maxCheckpointLinks:
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	ctx, span := inv.tel.tracer.Start(trace.ContextWithRemoteSpanContext(ctx, parent), "inventory checkpoint",
+		trace.WithLinks(links...), trace.WithAttributes(attribute.Int("medfleet.checkpoint.size", len(dirty))))
+	defer span.End()
 
 	ids := make([]string, 0, len(dirty))
 	msgs := make([][]byte, 0, len(dirty))
@@ -82,10 +107,13 @@ func (inv *Inventory) Checkpoint(ctx context.Context) error {
 	written := min(txns*inv.cfg.MaxTxnOps, len(ids))
 	inv.checkpoints.statuses.Add(uint64(written))
 	inv.checkpoints.batches.Add(1)
+	inv.tel.batchSize.Record(ctx, int64(written))
 	if err != nil {
 		inv.checkpoints.failures.Add(1)
+		inv.tel.failures.Add(ctx, 1)
+		span.SetStatus(otelcodes.Error, err.Error())
 		for _, id := range ids[written:] {
-			inv.markDirty(id)
+			inv.markDirty(trace.ContextWithSpanContext(ctx, dirty[id]), id)
 		}
 		return err
 	}

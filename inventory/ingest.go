@@ -46,7 +46,7 @@ func (inv *Inventory) Register(ctx context.Context, id string, reg *coap.Registr
 	if reg.Firmware != "" {
 		st.FirmwareVersion = reg.Firmware
 	}
-	inv.markDirty(id)
+	inv.markDirty(ctx, id)
 	return inv.desired(st), nil
 }
 
@@ -76,13 +76,13 @@ func (inv *Inventory) UpdateRegistration(ctx context.Context, id string, reg *co
 	if reg.Firmware != "" {
 		e.status.FirmwareVersion = reg.Firmware
 	}
-	inv.markDirty(id)
+	inv.markDirty(ctx, id)
 	return inv.desired(e.status), nil
 }
 
 // Deregister ends a device's registration (DELETE /rd/{device}): it is
 // offline from now on.
-func (inv *Inventory) Deregister(id string) error {
+func (inv *Inventory) Deregister(ctx context.Context, id string) error {
 	e, ok := inv.lookup(id)
 	if !ok {
 		return ErrNotRegistered
@@ -94,7 +94,7 @@ func (inv *Inventory) Deregister(id string) error {
 	}
 	e.status.LifetimeSeconds = 0
 	e.status.LastSeenTime = ts(inv.now())
-	inv.markDirty(id)
+	inv.markDirty(ctx, id)
 	return nil
 }
 
@@ -139,7 +139,7 @@ type ReportResult struct {
 
 // Report applies a data push (POST /dp). Reports whose seq is not above the
 // last accepted one are duplicates or replays: acknowledged, not applied.
-func (inv *Inventory) Report(id string, r *coap.Report) (ReportResult, error) {
+func (inv *Inventory) Report(ctx context.Context, id string, r *coap.Report) (ReportResult, error) {
 	e, ok := inv.lookup(id)
 	if !ok {
 		return ReportResult{}, ErrNotRegistered
@@ -193,7 +193,7 @@ func (inv *Inventory) Report(id string, r *coap.Report) (ReportResult, error) {
 			st.Telemetry[name] = v
 		}
 	}
-	inv.markDirty(id)
+	inv.markDirty(ctx, id)
 	return ReportResult{Desired: inv.desired(st)}, nil
 }
 

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/medfleet/medfleet/coap"
+	"github.com/medfleet/medfleet/internal/telemetry"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -76,10 +78,14 @@ type Inventory struct {
 	devices map[string]*entry
 	ids     []string // sorted; ListDevices pages through it
 
+	// dirty holds the devices whose status changed since the last
+	// checkpoint, with the span context of a sampled report among those
+	// changes (zero otherwise), so that the checkpoint joins its trace.
 	dirtyMu sync.Mutex
-	dirty   map[string]struct{}
+	dirty   map[string]trace.SpanContext
 
 	checkpoints checkpointStats
+	tel         *instruments
 }
 
 // entry is one device. mu guards spec, rev and status in memory; wmu
@@ -95,7 +101,7 @@ type entry struct {
 
 // New builds an inventory over an etcd client. It starts nothing: call Load,
 // then Run.
-func New(cfg Config, client *clientv3.Client, log *slog.Logger, now func() time.Time) (*Inventory, error) {
+func New(cfg Config, client *clientv3.Client, log *slog.Logger, now func() time.Time, tel telemetry.Providers) (*Inventory, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -105,14 +111,20 @@ func New(cfg Config, client *clientv3.Client, log *slog.Logger, now func() time.
 	if now == nil {
 		now = time.Now
 	}
-	return &Inventory{
+	inv := &Inventory{
 		cfg:     cfg,
 		log:     log,
 		now:     now,
-		store:   store{kv: client.KV, lease: client.Lease, maxOps: cfg.MaxTxnOps},
 		devices: map[string]*entry{},
-		dirty:   map[string]struct{}{},
-	}, nil
+		dirty:   map[string]trace.SpanContext{},
+	}
+	in, err := newInstruments(tel, inv)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: metrics: %w", err)
+	}
+	inv.tel = in
+	inv.store = store{kv: client.KV, lease: client.Lease, maxOps: cfg.MaxTxnOps, tel: in}
+	return inv, nil
 }
 
 // Load reads every device and status from etcd into memory.
@@ -193,9 +205,15 @@ func (inv *Inventory) view(id string, e *entry, now time.Time) *pb.Device {
 	return d
 }
 
-func (inv *Inventory) markDirty(id string) {
+// markDirty queues a device's status for the next checkpoint. ctx carries
+// the span of the change; a sampled one is remembered so that the
+// checkpoint that commits it is part of the same trace.
+func (inv *Inventory) markDirty(ctx context.Context, id string) {
+	sc := trace.SpanContextFromContext(ctx)
 	inv.dirtyMu.Lock()
-	inv.dirty[id] = struct{}{}
+	if sc.IsSampled() || !inv.dirty[id].IsSampled() {
+		inv.dirty[id] = sc
+	}
 	inv.dirtyMu.Unlock()
 }
 

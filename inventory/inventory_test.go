@@ -14,6 +14,7 @@ import (
 
 	"github.com/medfleet/medfleet/coap"
 	"github.com/medfleet/medfleet/internal/etcdtest"
+	"github.com/medfleet/medfleet/internal/telemetry"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -33,7 +34,7 @@ func (c *clock) Add(d time.Duration) {
 func newTestInventory(t *testing.T, etcd *etcdtest.Etcd, clk *clock) *Inventory {
 	t.Helper()
 	cfg := DefaultConfig()
-	inv, err := New(cfg, etcd.Client, discard(), clk.Now)
+	inv, err := New(cfg, etcd.Client, discard(), clk.Now, telemetry.Noop())
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -167,7 +168,7 @@ func TestReportsAndCheckpoints(t *testing.T) {
 	inv := newTestInventory(t, etcd, clk)
 	ctx := context.Background()
 
-	if _, err := inv.Report("pump-1", &coap.Report{Seq: 1}); !errors.Is(err, ErrNotRegistered) {
+	if _, err := inv.Report(ctx, "pump-1", &coap.Report{Seq: 1}); !errors.Is(err, ErrNotRegistered) {
 		t.Errorf("Report(unknown) = %v, want ErrNotRegistered", err)
 	}
 	reg := &coap.Registration{Profile: "infusion-pump", Model: "Alaris 8100", Serial: "A1", Firmware: "1.2.0"}
@@ -193,7 +194,7 @@ func TestReportsAndCheckpoints(t *testing.T) {
 	}
 	for _, r := range reports {
 		clk.Add(time.Second)
-		res, err := inv.Report("pump-1", &coap.Report{Seq: r.seq, Usage: f64(r.usage), State: coap.StateInUse})
+		res, err := inv.Report(ctx, "pump-1", &coap.Report{Seq: r.seq, Usage: f64(r.usage), State: coap.StateInUse})
 		if err != nil {
 			t.Fatalf("Report(seq %d): %v", r.seq, err)
 		}
@@ -224,7 +225,7 @@ func TestReportsAndCheckpoints(t *testing.T) {
 
 	// A restarted inventory has the checkpointed status and keeps dropping replays.
 	inv2 := newTestInventory(t, etcd, clk)
-	res, err := inv2.Report("pump-1", &coap.Report{Seq: 5, Usage: f64(30)})
+	res, err := inv2.Report(ctx, "pump-1", &coap.Report{Seq: 5, Usage: f64(30)})
 	if err != nil || !res.Duplicate || res.Desired.Seq != 5 {
 		t.Errorf("Report(seq 5) after restart = %+v, %v; want a duplicate acknowledged with seq 5", res, err)
 	}
@@ -242,7 +243,7 @@ func TestReportsAndCheckpoints(t *testing.T) {
 	if g, _ := inv2.Get("pump-1"); g.GetStatus().GetConnectivity() != pb.Connectivity_CONNECTIVITY_OFFLINE {
 		t.Errorf("connectivity 76 s after last contact = %v, want offline", g.GetStatus().GetConnectivity())
 	}
-	if _, err := inv2.Report("pump-1", &coap.Report{Seq: 6}); !errors.Is(err, ErrNotRegistered) {
+	if _, err := inv2.Report(ctx, "pump-1", &coap.Report{Seq: 6}); !errors.Is(err, ErrNotRegistered) {
 		t.Errorf("Report after expiry = %v, want ErrNotRegistered", err)
 	}
 	if _, err := inv2.UpdateRegistration(ctx, "pump-1", &coap.Registration{}); !errors.Is(err, ErrNotRegistered) {
@@ -256,7 +257,7 @@ func TestReportsAndCheckpoints(t *testing.T) {
 	if g, _ := inv2.Get("pump-1"); g.GetModel() != "Alaris 8015" || g.GetStatus().GetUsageSeconds() != 250 {
 		t.Errorf("after re-registration: model %q usage %v, want Alaris 8015 and 250", g.GetModel(), g.GetStatus().GetUsageSeconds())
 	}
-	if err := inv2.Deregister("pump-1"); err != nil {
+	if err := inv2.Deregister(ctx, "pump-1"); err != nil {
 		t.Fatal(err)
 	}
 	if g, _ := inv2.Get("pump-1"); g.GetStatus().GetConnectivity() != pb.Connectivity_CONNECTIVITY_OFFLINE {
@@ -292,7 +293,7 @@ func TestCheckpointBatches(t *testing.T) {
 	// write per device, in ceil(300/128) = 3 transactions.
 	for seq := uint64(1); seq <= 5; seq++ {
 		for i := range n {
-			if _, err := inv.Report(fmt.Sprintf("dev-%04d", i), &coap.Report{Seq: seq, Usage: f64(float64(seq) * 10)}); err != nil {
+			if _, err := inv.Report(ctx, fmt.Sprintf("dev-%04d", i), &coap.Report{Seq: seq, Usage: f64(float64(seq) * 10)}); err != nil {
 				t.Fatal(err)
 			}
 		}

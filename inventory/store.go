@@ -35,6 +35,7 @@ type store struct {
 	kv     clientv3.KV
 	lease  clientv3.Lease
 	maxOps int
+	tel    *instruments
 }
 
 // loaded is one key read at start-up.
@@ -93,7 +94,11 @@ func (s *store) createDevice(ctx context.Context, id string, d *pb.Device, reque
 		puts = append(puts, clientv3.OpPut(requestKey(requestID), id, clientv3.WithLease(lease.ID)))
 		orElse = append(orElse, clientv3.OpGet(requestKey(requestID)))
 	}
-	resp, err := s.kv.Txn(ctx).If(cmps...).Then(puts...).Else(orElse...).Commit()
+	var resp *clientv3.TxnResponse
+	err = s.tel.txn(ctx, "create", len(puts), func(ctx context.Context) (err error) {
+		resp, err = s.kv.Txn(ctx).If(cmps...).Then(puts...).Else(orElse...).Commit()
+		return err
+	})
 	if err != nil {
 		return 0, "", fmt.Errorf("inventory: create %s: %w", id, err)
 	}
@@ -114,10 +119,14 @@ func (s *store) updateDevice(ctx context.Context, id string, d *pb.Device, rev i
 	if err != nil {
 		return 0, err
 	}
-	resp, err := s.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(deviceKey(id)), "=", rev)).
-		Then(clientv3.OpPut(deviceKey(id), string(b))).
-		Commit()
+	var resp *clientv3.TxnResponse
+	err = s.tel.txn(ctx, "update", 1, func(ctx context.Context) (err error) {
+		resp, err = s.kv.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(deviceKey(id)), "=", rev)).
+			Then(clientv3.OpPut(deviceKey(id), string(b))).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("inventory: update %s: %w", id, err)
 	}
@@ -137,7 +146,11 @@ func (s *store) putStatuses(ctx context.Context, ids []string, msgs [][]byte) (i
 		for i := start; i < end; i++ {
 			ops = append(ops, clientv3.OpPut(statusKey(ids[i]), string(msgs[i])))
 		}
-		if _, err := s.kv.Txn(ctx).Then(ops...).Commit(); err != nil {
+		err := s.tel.txn(ctx, "checkpoint", len(ops), func(ctx context.Context) error {
+			_, err := s.kv.Txn(ctx).Then(ops...).Commit()
+			return err
+		})
+		if err != nil {
 			return txns, fmt.Errorf("inventory: checkpoint %d statuses: %w", end-start, err)
 		}
 		txns++

@@ -29,12 +29,12 @@ func (b coapBackend) UpdateRegistration(ctx context.Context, device string, reg 
 	return d, coapError(err)
 }
 
-func (b coapBackend) Deregister(_ context.Context, device string) error {
-	return coapError(b.inv.Deregister(device))
+func (b coapBackend) Deregister(ctx context.Context, device string) error {
+	return coapError(b.inv.Deregister(ctx, device))
 }
 
-func (b coapBackend) Report(_ context.Context, device string, r *coap.Report) (*coap.Desired, bool, error) {
-	res, err := b.inv.Report(device, r)
+func (b coapBackend) Report(ctx context.Context, device string, r *coap.Report) (*coap.Desired, bool, error) {
+	res, err := b.inv.Report(ctx, device, r)
 	return res.Desired, res.Duplicate, coapError(err)
 }
 

@@ -27,6 +27,7 @@ type Config struct {
 	HTTP    HTTPConfig `yaml:"http"`
 
 	Inventory inventory.Config `yaml:"inventory"`
+	Telemetry TelemetryConfig  `yaml:"telemetry"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -65,6 +66,13 @@ type HTTPConfig struct {
 	Listen string `yaml:"listen"`
 }
 
+// TelemetryConfig is what the OTEL_* environment variables do not say.
+type TelemetryConfig struct {
+	// TraceSampleRatio is the share of root traces kept; a sampled parent
+	// (a traced CLI call, a device's traceparent) is always followed.
+	TraceSampleRatio float64 `yaml:"trace_sample_ratio"`
+}
+
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{
@@ -80,6 +88,7 @@ func DefaultConfig() Config {
 		CoAP:            CoAPConfig{Listen: ":5683", Config: gateway.DefaultConfig()},
 		HTTP:            HTTPConfig{Listen: ":8080"},
 		Inventory:       inventory.DefaultConfig(),
+		Telemetry:       TelemetryConfig{TraceSampleRatio: 0.01},
 		ShutdownTimeout: 10 * time.Second,
 	}
 }
@@ -137,6 +146,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.value); err != nil {
 			return fmt.Errorf("%s: %q is not host:port: %v", a.field, a.value, err)
 		}
+	}
+	if r := c.Telemetry.TraceSampleRatio; r < 0 || r > 1 {
+		return fmt.Errorf("telemetry.trace_sample_ratio: %v is outside 0-1", r)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown_timeout: must be positive")

@@ -14,8 +14,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+
+	"github.com/medfleet/medfleet/internal/telemetry"
 )
 
 // etcdStore is the client the server uses, and the embedded etcd behind it
@@ -28,13 +32,16 @@ type etcdStore struct {
 
 // openEtcd connects to the external cluster, or starts the embedded etcd and
 // connects to it in process (no socket, no gRPC hop).
-func openEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*etcdStore, error) {
+func openEtcd(ctx context.Context, cfg Config, log *slog.Logger, tel telemetry.Providers) (*etcdStore, error) {
 	if len(cfg.Etcd.Endpoints) > 0 {
 		c, err := clientv3.New(clientv3.Config{
 			Endpoints:   cfg.Etcd.Endpoints,
 			DialTimeout: cfg.Etcd.DialTimeout,
 			Context:     ctx,
 			Logger:      etcdLogger(new(atomic.Bool)),
+			// Spans for every etcd RPC, children of the request that made it.
+			DialOptions: []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+				otelgrpc.WithTracerProvider(tel.Tracer), otelgrpc.WithMeterProvider(tel.Meter), otelgrpc.WithPropagators(tel.Propagator)))},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("etcd: connect to %v: %w", cfg.Etcd.Endpoints, err)

@@ -11,9 +11,13 @@ import (
 	"github.com/medfleet/medfleet/inventory"
 )
 
-// httpHandler serves /healthz: 200 when etcd answers, 503 when it does not.
-func (s *Server) httpHandler(store *etcdStore, inv *inventory.Inventory) http.Handler {
+// httpHandler serves /healthz (200 when etcd answers, 503 when it does not)
+// and, when metrics is not nil, /metrics.
+func (s *Server) httpHandler(store *etcdStore, inv *inventory.Inventory, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/medfleet/medfleet/coap/gateway"
+	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/inventory"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
@@ -31,6 +33,7 @@ import (
 type Server struct {
 	cfg Config
 	log *slog.Logger
+	tel *telemetry.SDK // nil: Run sets it up from the environment
 
 	ready chan struct{}
 	mu    sync.Mutex
@@ -46,12 +49,24 @@ type Addrs struct {
 	HTTP net.Addr
 }
 
+// Option changes how New builds a server.
+type Option func(*Server)
+
+// WithTelemetry makes the server use sdk (tests give one that records in
+// memory). Without it, Run sets up OpenTelemetry from the OTEL_* variables
+// and serves Prometheus metrics on /metrics.
+func WithTelemetry(sdk *telemetry.SDK) Option { return func(s *Server) { s.tel = sdk } }
+
 // New checks cfg and builds a server; it starts nothing.
-func New(cfg Config, log *slog.Logger) (*Server, error) {
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, ready: make(chan struct{})}, nil
+	s := &Server{cfg: cfg, log: log, ready: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Ready is closed when every listener is serving.
@@ -90,13 +105,29 @@ func (s *Server) GatewayStats() gateway.Stats {
 // etcd close last.
 func (s *Server) Run(ctx context.Context) error {
 	start := time.Now()
-	store, err := openEtcd(ctx, s.cfg, s.log)
+	tel := s.tel
+	if tel == nil {
+		sdk, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "medfleetd", SampleRatio: s.cfg.Telemetry.TraceSampleRatio, Prometheus: true})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := sdk.Shutdown(sctx); err != nil {
+				s.log.Warn("telemetry shutdown", "err", err)
+			}
+		}()
+		tel = sdk
+	}
+
+	store, err := openEtcd(ctx, s.cfg, s.log, tel.Providers)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 
-	inv, err := inventory.New(s.cfg.Inventory, store.client, s.log.With("component", "inventory"), time.Now)
+	inv, err := inventory.New(s.cfg.Inventory, store.client, s.log.With("component", "inventory"), time.Now, tel.Providers)
 	if err != nil {
 		return err
 	}
@@ -106,7 +137,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(s.cfg.CoAP.Config, coapBackend{inv: inv}, s.log.With("component", "coap"))
+	gw, err := gateway.New(s.cfg.CoAP.Config, coapBackend{inv: inv}, s.log.With("component", "coap"), tel.Providers)
 	if err != nil {
 		return err
 	}
@@ -132,11 +163,14 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	healthSrv := health.NewServer()
-	grpcSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(accessLog(s.log)))
+	grpcSrv := grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer),
+			otelgrpc.WithMeterProvider(tel.Meter), otelgrpc.WithPropagators(tel.Propagator))),
+		grpc.ChainUnaryInterceptor(accessLog(s.log)))
 	pb.RegisterDeviceServiceServer(grpcSrv, &deviceService{inv: inv, log: s.log})
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
-	httpSrv := &http.Server{Handler: s.httpHandler(store, inv), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics), ReadHeaderTimeout: 10 * time.Second}
 
 	s.mu.Lock()
 	s.inv, s.gw = inv, gw
@@ -201,7 +235,7 @@ func accessLog(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		log.Info("rpc", "method", info.FullMethod, "code", status.Code(err).String(), "dur", time.Since(start))
+		log.InfoContext(ctx, "rpc", "method", info.FullMethod, "code", status.Code(err).String(), "dur", time.Since(start))
 		return resp, err
 	}
 }

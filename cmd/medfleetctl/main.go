@@ -23,11 +23,16 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/medfleet/medfleet/internal/telemetry"
 )
 
 // version is set at link time: -ldflags "-X main.version=v0.3.0".
@@ -73,9 +78,32 @@ Exit codes:
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	shutdown := setupTracing(ctx)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	shutdown()
 	stop()
 	os.Exit(code)
+}
+
+// setupTracing traces every call when the OTEL_* variables configure a
+// trace exporter (the call's trace then continues in medfleetd), and does
+// nothing otherwise. It returns a function that flushes the spans.
+func setupTracing(ctx context.Context) func() {
+	if !telemetry.Configured("TRACES") {
+		return func() {}
+	}
+	sdk, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "medfleetctl", SampleRatio: 1})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "medfleetctl: tracing disabled:", err)
+		return func() {}
+	}
+	otel.SetTracerProvider(sdk.Tracer)
+	otel.SetTextMapPropagator(sdk.Propagator)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = sdk.Shutdown(sctx)
+	}
 }
 
 // run executes one command line and returns the process exit code. Errors
@@ -84,7 +112,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now}
 	root := c.rootCommand()
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	ctx, span := otel.Tracer(telemetry.ScopeName+"/medfleetctl").Start(ctx, "medfleetctl")
+	cmd, err := root.ExecuteContextC(ctx)
+	if cmd != nil {
+		span.SetName(cmd.CommandPath())
+	}
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
 	if err == nil {
 		return exitOK
 	}
@@ -189,6 +225,8 @@ func dial(_ context.Context, f globalFlags) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(f.server,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithUserAgent("medfleetctl/"+versionString()),
+		// Spans and trace context for every call; free when tracing is off.
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 	)
 	if err != nil {
 		// Only a malformed target fails here: a usage error.

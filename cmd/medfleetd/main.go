@@ -4,7 +4,11 @@
 //	medfleetd [--config medfleetd.yaml] [--data-dir DIR] [--etcd-endpoints URLS]
 //	          [--etcd-listen-client URL] [--etcd-listen-peer URL]
 //	          [--grpc-listen ADDR] [--coap-listen ADDR] [--http-listen ADDR]
-//	          [--simulate N] [--simulate-time-scale X] [--log-level LEVEL]
+//	          [--simulate N] [--simulate-time-scale X] [--trace-sample-ratio R]
+//	          [--log-level LEVEL]
+//
+// OpenTelemetry exporters are configured by the standard OTEL_* variables;
+// nothing is exported unless they ask for it.
 //
 // Flags override the config file; docs/operations.md lists every setting.
 package main
@@ -24,6 +28,7 @@ import (
 	"time"
 
 	"github.com/medfleet/medfleet/agent"
+	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/server"
 )
 
@@ -54,6 +59,7 @@ func run(args []string) error {
 		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
 		reportIntvl   = fs.Duration("report-interval", 0, "report interval the server asks devices for (default 10s)")
 		checkpointInt = fs.Duration("checkpoint-interval", 0, "how often changed device status is written to etcd (default 1s)")
+		sampleRatio   = fs.Float64("trace-sample-ratio", 0, "share of root traces kept; sampled callers are always followed (default 0.01)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -66,7 +72,8 @@ func run(args []string) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Lines logged within a traced request carry its trace_id and span_id.
+	log := slog.New(telemetry.LogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 
 	cfg := server.DefaultConfig()
 	if *configFile != "" {
@@ -94,6 +101,8 @@ func run(args []string) error {
 			cfg.Inventory.ReportInterval = *reportIntvl
 		case "checkpoint-interval":
 			cfg.Inventory.CheckpointInterval = *checkpointInt
+		case "trace-sample-ratio":
+			cfg.Telemetry.TraceSampleRatio = *sampleRatio
 		}
 	})
 	if *simulate < 0 || *simTimeScale <= 0 {

@@ -2,7 +2,8 @@
 // go-coap UDP server that routes protocol v1 requests, decodes and checks
 // what devices send, and hands it to a Backend.
 //
-// It imports coap and go-coap only. The Backend interface is how the server
+// It imports coap, go-coap and the OpenTelemetry API (through
+// internal/telemetry's Providers) only. The Backend interface is how the server
 // wires it to the inventory without this package knowing about either; the
 // server's adapter translates the inventory's errors into this package's.
 package gateway
@@ -30,6 +31,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/medfleet/medfleet/coap"
+	"github.com/medfleet/medfleet/internal/telemetry"
 )
 
 // Backend is what the gateway needs from the rest of the control plane.
@@ -91,19 +93,24 @@ type Gateway struct {
 	cfg     Config
 	backend Backend
 	log     *slog.Logger
+	tel     *instruments
 
 	registrations, reports, duplicates, badRequests, notRegistered, forbidden, serverErrors atomic.Uint64
 }
 
 // New builds a gateway; it starts nothing.
-func New(cfg Config, backend Backend, log *slog.Logger) (*Gateway, error) {
+func New(cfg Config, backend Backend, log *slog.Logger, tel telemetry.Providers) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if backend == nil {
 		return nil, errors.New("gateway: no backend")
 	}
-	return &Gateway{cfg: cfg, backend: backend, log: log}, nil
+	in, err := newInstruments(tel)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	return &Gateway{cfg: cfg, backend: backend, log: log, tel: in}, nil
 }
 
 // Stats returns counters of the answers so far.
@@ -154,14 +161,17 @@ type request struct {
 	hasCF  bool
 	accept message.MediaType
 	body   []byte
+	// traceparent is the W3C trace context of option 65020, if any.
+	traceparent string
 }
 
 // answer is a response: a code and a payload in a content format.
 type answer struct {
-	code    codes.Code
-	format  message.MediaType
-	payload []byte
-	opts    []message.Option
+	duplicate bool // a report whose seq was accepted before
+	code      codes.Code
+	format    message.MediaType
+	payload   []byte
+	opts      []message.Option
 }
 
 // diagnostic is an error response with a text/plain diagnostic payload
@@ -173,11 +183,13 @@ func diagnostic(code codes.Code, format string, args ...any) answer {
 func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 	start := time.Now()
 	req, a := parseRequest(m)
+	ctx, span := g.tel.start(m.Context(), req)
 	device := ""
 	if a.code == 0 {
-		device, a = g.route(m.Context(), req)
+		device, a = g.route(ctx, req)
 	}
 	g.count(a.code)
+	defer func() { g.tel.end(ctx, span, req, device, a, time.Since(start)) }()
 	var body io.ReadSeeker
 	if a.payload != nil {
 		body = bytes.NewReader(a.payload)
@@ -189,7 +201,7 @@ func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 	if a.code >= codes.InternalServerError {
 		level = slog.LevelError
 	}
-	g.log.Log(m.Context(), level, "coap request", "method", req.method.String(), "path", "/"+strings.Join(req.path, "/"),
+	g.log.Log(ctx, level, "coap request", "method", req.method.String(), "path", "/"+strings.Join(req.path, "/"),
 		"device", device, "code", a.code.String(), "dur", time.Since(start), "peer", w.Conn().RemoteAddr().String())
 }
 
@@ -228,6 +240,9 @@ func parseRequest(m *mux.Message) (request, answer) {
 	}
 	if cf, err := m.ContentFormat(); err == nil {
 		req.format, req.hasCF = cf, true
+	}
+	if tp, err := m.Options().GetString(coap.OptionTraceparent); err == nil && len(tp) <= 128 {
+		req.traceparent = tp
 	}
 	if acc, err := m.Accept(); err == nil {
 		if acc != coap.FormatCBOR && acc != coap.FormatJSON {
@@ -381,7 +396,9 @@ func (g *Gateway) report(ctx context.Context, req request) (string, answer) {
 	if dup {
 		g.duplicates.Add(1)
 	}
-	return device, g.desired(req, codes.Changed, d)
+	a := g.desired(req, codes.Changed, d)
+	a.duplicate = dup
+	return device, a
 }
 
 // decodeRegistration decodes an optional registration map; a nil result

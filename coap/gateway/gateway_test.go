@@ -16,6 +16,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 
 	"github.com/medfleet/medfleet/coap"
+	"github.com/medfleet/medfleet/internal/telemetry"
 )
 
 // failing is a Backend whose every call returns err, to check how the
@@ -92,7 +93,7 @@ func TestConfigValidate(t *testing.T) {
 // serve runs a gateway over backend on a loopback port until the test ends.
 func serve(t *testing.T, backend Backend) string {
 	t.Helper()
-	g, err := New(DefaultConfig(), backend, slog.New(slog.DiscardHandler))
+	g, err := New(DefaultConfig(), backend, slog.New(slog.DiscardHandler), telemetry.Noop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,170 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/medfleet/medfleet/coap"
+	"github.com/medfleet/medfleet/internal/telemetry"
+)
+
+// Attribute keys of the gateway's spans and metrics.
+const (
+	attrMethod   = attribute.Key("coap.method")
+	attrRoute    = attribute.Key("coap.route")
+	attrCode     = attribute.Key("coap.response.code")
+	attrDevice   = attribute.Key("medfleet.device.id") // spans only: metrics stay bounded
+	attrResult   = attribute.Key("result")
+	attrKind     = attribute.Key("kind")
+	traceparent  = "traceparent"
+	routeUnknown = "other"
+)
+
+// instruments are the gateway's metrics and tracer.
+type instruments struct {
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+	requests   metric.Int64Counter
+	duration   metric.Float64Histogram
+	reports    metric.Int64Counter
+	decodeErrs metric.Int64Counter
+}
+
+func newInstruments(p telemetry.Providers) (*instruments, error) {
+	m := p.Meter.Meter(telemetry.ScopeName + "/coap/gateway")
+	in := &instruments{tracer: p.Tracer.Tracer(telemetry.ScopeName + "/coap/gateway"), propagator: p.Propagator}
+	var err error
+	if in.requests, err = m.Int64Counter("medfleet.coap.requests", metric.WithUnit("{request}"),
+		metric.WithDescription("CoAP requests answered, by method, route and response code.")); err != nil {
+		return nil, err
+	}
+	if in.duration, err = m.Float64Histogram("medfleet.coap.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time from a decoded CoAP request to its response, by method and route."),
+		metric.WithExplicitBucketBoundaries(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)); err != nil {
+		return nil, err
+	}
+	if in.reports, err = m.Int64Counter("medfleet.ingest.reports", metric.WithUnit("{report}"),
+		metric.WithDescription("Data pushes (POST /dp) by result: accepted, duplicate (seq already seen) or rejected.")); err != nil {
+		return nil, err
+	}
+	for _, r := range []string{"accepted", "duplicate", "rejected"} { // every series exists from the start
+		in.reports.Add(context.Background(), 0, metric.WithAttributes(attrResult.String(r)))
+	}
+	if in.decodeErrs, err = m.Int64Counter("medfleet.ingest.decode_errors", metric.WithUnit("{error}"),
+		metric.WithDescription("Requests refused as malformed (4.00, 4.06, 4.13, 4.15), by the kind of field at fault.")); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// start opens the server span of a request, as a child of the traceparent
+// the device sent in option 65020, if any.
+func (in *instruments) start(ctx context.Context, req request) (context.Context, trace.Span) {
+	if tp := req.traceparent; tp != "" {
+		ctx = in.propagator.Extract(ctx, propagation.MapCarrier{traceparent: tp})
+	}
+	route := routeOf(req.path)
+	return in.tracer.Start(ctx, "CoAP "+req.method.String()+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attrMethod.String(req.method.String()), attrRoute.String(route)))
+}
+
+// end records the outcome of a request on its span and in the metrics.
+func (in *instruments) end(ctx context.Context, span trace.Span, req request, device string, a answer, took time.Duration) {
+	route := routeOf(req.path)
+	code := a.code.String()
+	if c, ok := codeString(a.code); ok {
+		code = c
+	}
+	method := metric.WithAttributes(attrMethod.String(req.method.String()), attrRoute.String(route))
+	in.requests.Add(ctx, 1, metric.WithAttributes(attrMethod.String(req.method.String()), attrRoute.String(route), attrCode.String(code)))
+	in.duration.Record(ctx, took.Seconds(), method)
+
+	refused := a.code == codes.BadRequest || a.code == codes.RequestEntityTooLarge || a.code == codes.UnsupportedMediaType || a.code == codes.NotAcceptable
+	if refused {
+		in.decodeErrs.Add(ctx, 1, metric.WithAttributes(attrKind.String(errorKind(string(a.payload)))))
+	}
+	if route == "/dp" && req.method == codes.POST {
+		result := "rejected"
+		switch {
+		case a.code == codes.Changed && a.duplicate:
+			result = "duplicate"
+		case a.code == codes.Changed:
+			result = "accepted"
+		}
+		in.reports.Add(ctx, 1, metric.WithAttributes(attrResult.String(result)))
+	}
+
+	if device != "" {
+		span.SetAttributes(attrDevice.String(device))
+	}
+	span.SetAttributes(attrCode.String(code))
+	if a.code >= codes.InternalServerError {
+		span.SetStatus(otelcodes.Error, string(a.payload))
+	}
+	span.End()
+}
+
+// routeOf is the route template of a path: a bounded set for metrics.
+func routeOf(path []string) string {
+	switch {
+	case len(path) == 2 && path[0] == ".well-known" && path[1] == "core":
+		return coap.PathCore
+	case len(path) == 1 && path[0] == "rd":
+		return coap.PathRegistration
+	case len(path) == 2 && path[0] == "rd":
+		return coap.PathRegistration + "/{device}"
+	case len(path) == 1 && path[0] == "dp":
+		return coap.PathData
+	}
+	return routeUnknown
+}
+
+// codeString writes a CoAP code the usual way, 2.04.
+func codeString(c codes.Code) (string, bool) {
+	if c == 0 {
+		return "", false
+	}
+	return string([]byte{'0' + byte(c>>5), '.', '0' + byte(c&0x1f)/10, '0' + byte(c&0x1f)%10}), true
+}
+
+// errorKind classifies a refusal by the field its diagnostic names first
+// ("seq: required", `record[2] "usage": ...`) into a bounded set.
+func errorKind(diagnostic string) string {
+	field, _, _ := strings.Cut(diagnostic, ": ")
+	if strings.HasPrefix(field, "record[") {
+		if _, name, ok := strings.Cut(field, " "); ok {
+			field = strings.Trim(name, `"`)
+		} else {
+			return "record"
+		}
+	}
+	switch {
+	case field == "payload", field == "ep", field == "seq", field == "usage", field == "state", field == "battery", field == "accept":
+		return field
+	case field == "content-format":
+		return "content_format"
+	case field == "lt":
+		return "lifetime"
+	case field == "uri-path", field == "uri-query":
+		return "uri"
+	case field == "fw/state", field == "fw/result":
+		return "fw_update"
+	case field == "fw", field == "model", field == "serial", field == "profile", field == "udi":
+		return "registration"
+	case strings.HasPrefix(field, "wifi/"):
+		return "wifi"
+	case strings.HasPrefix(field, coap.PrefixAlarm):
+		return "alarm"
+	case strings.HasPrefix(field, coap.PrefixRFID):
+		return "rfid"
+	}
+	return "other"
+}

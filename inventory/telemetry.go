@@ -1,0 +1,104 @@
+package inventory
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/medfleet/medfleet/internal/telemetry"
+	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
+)
+
+// instruments are the inventory's tracer and metrics.
+type instruments struct {
+	tracer      trace.Tracer
+	txnDuration metric.Float64Histogram
+	batchSize   metric.Int64Histogram
+	failures    metric.Int64Counter
+}
+
+func newInstruments(p telemetry.Providers, inv *Inventory) (*instruments, error) {
+	const scope = telemetry.ScopeName + "/inventory"
+	m := p.Meter.Meter(scope)
+	in := &instruments{tracer: p.Tracer.Tracer(scope)}
+	var err error
+	if in.txnDuration, err = m.Float64Histogram("medfleet.etcd.txn.duration", metric.WithUnit("s"),
+		metric.WithDescription("etcd transactions by operation: create, update (registry writes) and checkpoint (one per batch of statuses)."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		return nil, err
+	}
+	if in.batchSize, err = m.Int64Histogram("medfleet.checkpoint.size", metric.WithUnit("{device}"),
+		metric.WithDescription("Device statuses written by one checkpoint."),
+		metric.WithExplicitBucketBoundaries(1, 10, 100, 1000, 10000, 100000)); err != nil {
+		return nil, err
+	}
+	if in.failures, err = m.Int64Counter("medfleet.checkpoint.failures", metric.WithUnit("{checkpoint}"),
+		metric.WithDescription("Checkpoints that could not write every status; the rest is retried at the next one.")); err != nil {
+		return nil, err
+	}
+	in.failures.Add(context.Background(), 0) // exported from the start, so that alerts see a series
+	if _, err = m.Int64ObservableGauge("medfleet.checkpoint.pending", metric.WithUnit("{device}"),
+		metric.WithDescription("Devices whose changed status waits for the next checkpoint."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			inv.dirtyMu.Lock()
+			n := len(inv.dirty)
+			inv.dirtyMu.Unlock()
+			o.Observe(int64(n))
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	if _, err = m.Int64ObservableGauge("medfleet.devices", metric.WithUnit("{device}"),
+		metric.WithDescription("Devices by profile and connectivity (online, offline); decommissioned ones are not counted."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for k, n := range inv.census() {
+				o.Observe(int64(n), metric.WithAttributes(attribute.String("profile", k.profile), attribute.String("connectivity", k.connectivity)))
+			}
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// txn runs one etcd transaction in a client span and times it.
+func (in *instruments) txn(ctx context.Context, op string, ops int, commit func(context.Context) error) error {
+	ctx, span := in.tracer.Start(ctx, "etcd Txn "+op, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.system.name", "etcd"), attribute.String("db.operation.name", "Txn"),
+			attribute.String("medfleet.txn.op", op), attribute.Int("medfleet.txn.ops", ops)))
+	start := time.Now()
+	err := commit(ctx)
+	in.txnDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("op", op)))
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
+	return err
+}
+
+type censusKey struct{ profile, connectivity string }
+
+// census counts the devices that are not decommissioned by profile and
+// connectivity.
+func (inv *Inventory) census() map[censusKey]int {
+	now := inv.now()
+	counts := map[censusKey]int{}
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	for _, e := range inv.devices {
+		e.mu.Lock()
+		if e.spec.GetDecommissionTime() == nil {
+			conn := "offline"
+			if inv.connectivity(e.status, now) == pb.Connectivity_CONNECTIVITY_ONLINE {
+				conn = "online"
+			}
+			counts[censusKey{e.spec.GetProfile(), conn}]++
+		}
+		e.mu.Unlock()
+	}
+	return counts
+}
