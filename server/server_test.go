@@ -38,7 +38,7 @@ type testServer struct {
 	conn   *grpc.ClientConn
 }
 
-func testConfig(t *testing.T, dataDir string) Config {
+func testConfig(t testing.TB, dataDir string) Config {
 	cfg := DefaultConfig()
 	cfg.DataDir = dataDir
 	clientURL, peerURL := etcdtest.FreeURL(t), etcdtest.FreeURL(t)
@@ -48,9 +48,9 @@ func testConfig(t *testing.T, dataDir string) Config {
 	return cfg
 }
 
-func startServer(t *testing.T, cfg Config) *testServer {
+func startServer(t testing.TB, cfg Config, opts ...Option) *testServer {
 	t.Helper()
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

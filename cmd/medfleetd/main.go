@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/medfleet/medfleet/agent"
 	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/server"
@@ -74,6 +76,9 @@ func run(args []string) error {
 	}
 	// Lines logged within a traced request carry its trace_id and span_id.
 	log := slog.New(telemetry.LogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	// Export failures (a collector that is down) are worth a warning, not
+	// the SDK's default line on stderr.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("opentelemetry export", "err", err) }))
 
 	cfg := server.DefaultConfig()
 	if *configFile != "" {

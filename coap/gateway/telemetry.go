@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -36,6 +37,30 @@ type instruments struct {
 	duration   metric.Float64Histogram
 	reports    metric.Int64Counter
 	decodeErrs metric.Int64Counter
+
+	// attrs caches the measurement options of each attribute combination:
+	// the combinations are few, and building a set per request allocates.
+	attrs sync.Map // attrKey -> metric.MeasurementOption
+}
+
+type attrKey struct{ method, route, code, result, kind string }
+
+// with returns the cached measurement option for k's non-empty fields.
+func (in *instruments) with(k attrKey) metric.MeasurementOption {
+	if o, ok := in.attrs.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	var kvs []attribute.KeyValue
+	for _, a := range []struct {
+		key attribute.Key
+		val string
+	}{{attrMethod, k.method}, {attrRoute, k.route}, {attrCode, k.code}, {attrResult, k.result}, {attrKind, k.kind}} {
+		if a.val != "" {
+			kvs = append(kvs, a.key.String(a.val))
+		}
+	}
+	o, _ := in.attrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kvs...)))
+	return o.(metric.MeasurementOption)
 }
 
 func newInstruments(p telemetry.Providers) (*instruments, error) {
@@ -56,7 +81,7 @@ func newInstruments(p telemetry.Providers) (*instruments, error) {
 		return nil, err
 	}
 	for _, r := range []string{"accepted", "duplicate", "rejected"} { // every series exists from the start
-		in.reports.Add(context.Background(), 0, metric.WithAttributes(attrResult.String(r)))
+		in.reports.Add(context.Background(), 0, in.with(attrKey{result: r}))
 	}
 	if in.decodeErrs, err = m.Int64Counter("medfleet.ingest.decode_errors", metric.WithUnit("{error}"),
 		metric.WithDescription("Requests refused as malformed (4.00, 4.06, 4.13, 4.15), by the kind of field at fault.")); err != nil {
@@ -83,13 +108,13 @@ func (in *instruments) end(ctx context.Context, span trace.Span, req request, de
 	if c, ok := codeString(a.code); ok {
 		code = c
 	}
-	method := metric.WithAttributes(attrMethod.String(req.method.String()), attrRoute.String(route))
-	in.requests.Add(ctx, 1, metric.WithAttributes(attrMethod.String(req.method.String()), attrRoute.String(route), attrCode.String(code)))
-	in.duration.Record(ctx, took.Seconds(), method)
+	method := req.method.String()
+	in.requests.Add(ctx, 1, in.with(attrKey{method: method, route: route, code: code}))
+	in.duration.Record(ctx, took.Seconds(), in.with(attrKey{method: method, route: route}))
 
 	refused := a.code == codes.BadRequest || a.code == codes.RequestEntityTooLarge || a.code == codes.UnsupportedMediaType || a.code == codes.NotAcceptable
 	if refused {
-		in.decodeErrs.Add(ctx, 1, metric.WithAttributes(attrKind.String(errorKind(string(a.payload)))))
+		in.decodeErrs.Add(ctx, 1, in.with(attrKey{kind: errorKind(string(a.payload))}))
 	}
 	if route == "/dp" && req.method == codes.POST {
 		result := "rejected"
@@ -99,7 +124,7 @@ func (in *instruments) end(ctx context.Context, span trace.Span, req request, de
 		case a.code == codes.Changed:
 			result = "accepted"
 		}
-		in.reports.Add(ctx, 1, metric.WithAttributes(attrResult.String(result)))
+		in.reports.Add(ctx, 1, in.with(attrKey{result: result}))
 	}
 
 	if device != "" {
