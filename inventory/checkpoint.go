@@ -40,6 +40,7 @@ func (inv *Inventory) CheckpointStats() CheckpointStats {
 func (inv *Inventory) Run(ctx context.Context) error {
 	t := time.NewTicker(inv.cfg.CheckpointInterval)
 	defer t.Stop()
+	failing := 0 // consecutive failed checkpoints
 	for {
 		select {
 		case <-ctx.Done():
@@ -47,8 +48,19 @@ func (inv *Inventory) Run(ctx context.Context) error {
 			defer cancel()
 			return inv.Checkpoint(final)
 		case <-t.C:
-			if err := inv.Checkpoint(ctx); err != nil && ctx.Err() == nil {
-				inv.log.Warn("checkpoint failed; will retry", "err", err)
+			err := inv.Checkpoint(ctx)
+			switch {
+			case err == nil:
+				failing = 0
+			case ctx.Err() != nil:
+			case failing < 3:
+				failing++
+				inv.log.Warn("checkpoint failed; will retry", "err", err, "consecutive", failing)
+			default:
+				failing++
+				// Device status is not durable while this lasts: a crash now
+				// loses it until the devices report again.
+				inv.log.Error("checkpoints keep failing; device status is not being stored", "err", err, "consecutive", failing)
 			}
 		}
 	}

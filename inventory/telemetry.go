@@ -55,8 +55,18 @@ func newInstruments(p telemetry.Providers, inv *Inventory) (*instruments, error)
 	if _, err = m.Int64ObservableGauge("medfleet.devices", metric.WithUnit("{device}"),
 		metric.WithDescription("Devices by profile and connectivity (online, offline); decommissioned ones are not counted."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			for k, n := range inv.census() {
-				o.Observe(int64(n), metric.WithAttributes(attribute.String("profile", k.profile), attribute.String("connectivity", k.connectivity)))
+			// Both connectivities of every profile, zeros included, so that a
+			// profile whose devices all went offline shows 0 online rather
+			// than no series at all.
+			counts := inv.census()
+			profiles := map[string]bool{}
+			for k := range counts {
+				profiles[k.profile] = true
+			}
+			for p := range profiles {
+				for _, c := range []string{"online", "offline"} {
+					o.Observe(int64(counts[censusKey{p, c}]), metric.WithAttributes(attribute.String("profile", p), attribute.String("connectivity", c)))
+				}
 			}
 			return nil
 		})); err != nil {
