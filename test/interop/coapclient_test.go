@@ -11,8 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -23,10 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medfleet/medfleet/internal/etcdtest"
+	"github.com/medfleet/medfleet/internal/servertest"
 	"github.com/medfleet/medfleet/inventory"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
-	"github.com/medfleet/medfleet/server"
 )
 
 const (
@@ -72,7 +69,7 @@ func TestCoAPClientExamples(t *testing.T) {
 		t.Fatalf("%s has %d replayable steps, want the worked examples of section 13 (at least 10)", protocolDoc, len(steps))
 	}
 
-	srv := startServer(t)
+	srv := servertest.Start(t, servertest.Config(t))
 	addr := srv.Addrs().CoAP.(*net.UDPAddr)
 	target := fmt.Sprintf("coap://127.0.0.1:%d", addr.Port)
 	dir := t.TempDir()
@@ -385,42 +382,4 @@ func quoteLines(v any) string {
 		sb.WriteString("\t" + strconv.Quote(l))
 	}
 	return sb.String()
-}
-
-// startServer starts a real medfleetd in process: embedded etcd in a
-// temporary directory, every listener on loopback port 0. It stops when the
-// test ends.
-func startServer(t *testing.T) *server.Server {
-	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	clientURL, peerURL := etcdtest.FreeURL(t), etcdtest.FreeURL(t)
-	cfg.Etcd.ListenClient, cfg.Etcd.ListenPeer = clientURL.String(), peerURL.String()
-	cfg.GRPC.Listen, cfg.CoAP.Listen, cfg.HTTP.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("medfleetd did not stop within 20s")
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("medfleetd not ready after 30s")
-	}
-	return srv
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"regexp"
@@ -32,9 +31,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/medfleet/medfleet/coap"
-	"github.com/medfleet/medfleet/internal/etcdtest"
+	"github.com/medfleet/medfleet/internal/servertest"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
-	"github.com/medfleet/medfleet/server"
 )
 
 const (
@@ -310,7 +308,9 @@ func TestMetricsServed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	srv := startServer(t)
+	cfg := servertest.Config(t)
+	cfg.Inventory.CheckpointInterval = 50 * time.Millisecond
+	srv := servertest.Start(t, cfg)
 	metricsURL := "http://" + srv.Addrs().HTTP.String() + "/metrics"
 
 	cc, err := udp.Dial(srv.Addrs().CoAP.String())
@@ -605,43 +605,4 @@ func keys(m map[string]bool) []string {
 	}
 	slices.Sort(k)
 	return k
-}
-
-// startServer starts a real medfleetd in process: embedded etcd in a
-// temporary directory, every listener on loopback port 0, a checkpoint every
-// 50 ms. It stops when the test ends.
-func startServer(t *testing.T) *server.Server {
-	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	clientURL, peerURL := etcdtest.FreeURL(t), etcdtest.FreeURL(t)
-	cfg.Etcd.ListenClient, cfg.Etcd.ListenPeer = clientURL.String(), peerURL.String()
-	cfg.GRPC.Listen, cfg.CoAP.Listen, cfg.HTTP.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Inventory.CheckpointInterval = 50 * time.Millisecond
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("medfleetd did not stop within 10s")
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("medfleetd not ready after 20s")
-	}
-	return srv
 }

@@ -1,0 +1,58 @@
+// Package servertest runs a real medfleetd in the test process, with its
+// embedded etcd in a temporary directory and every listener on a free
+// loopback port, for tests outside package server.
+package servertest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/medfleet/medfleet/internal/etcdtest"
+	"github.com/medfleet/medfleet/server"
+)
+
+// Config returns a configuration for a test server: data in a temporary
+// directory, all listeners on 127.0.0.1 with ports the system picks.
+func Config(t testing.TB) server.Config {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	clientURL, peerURL := etcdtest.FreeURL(t), etcdtest.FreeURL(t)
+	cfg.Etcd.ListenClient, cfg.Etcd.ListenPeer = clientURL.String(), peerURL.String()
+	cfg.GRPC.Listen, cfg.CoAP.Listen, cfg.HTTP.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	return cfg
+}
+
+// Start runs a server with cfg until the test ends, and returns it once it
+// is ready (its addresses in Addrs).
+func Start(t testing.TB, cfg server.Config, opts ...server.Option) *server.Server {
+	t.Helper()
+	srv, err := server.New(cfg, slog.New(slog.DiscardHandler), opts...)
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("medfleetd did not stop within 20s")
+		}
+	})
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("medfleetd not ready after 30s")
+	}
+	return srv
+}
