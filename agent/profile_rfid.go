@@ -100,9 +100,11 @@ func (r *reader) Sample() coap.Report {
 	slices.SortFunc(seen, func(a, b coap.Sighting) int {
 		return cmp.Or(cmp.Compare(a.Antenna, b.Antenna), cmp.Compare(a.EPC, b.EPC))
 	})
+	// A reader works all the time but is never on a patient: it reports idle,
+	// which is what lets firmware install on it without waiting.
 	return coap.Report{
 		Usage:     ptr(seconds(r.usage)),
-		State:     coap.StateInUse,
+		State:     coap.StateIdle,
 		Sightings: seen,
 		Telemetry: map[string]float64{"temperature": round1(r.temp + 0.5*r.noise.NormFloat64())},
 	}
