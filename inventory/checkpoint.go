@@ -21,6 +21,9 @@ type checkpointStats struct {
 	txns     atomic.Uint64 // etcd transactions
 	statuses atomic.Uint64 // status keys written
 	failures atomic.Uint64
+	// lastSuccess is when a checkpoint last left nothing unwritten (Unix
+	// nanoseconds; 0 before the first).
+	lastSuccess atomic.Int64
 }
 
 // CheckpointStats is a snapshot of checkpointStats.
@@ -69,10 +72,12 @@ func (inv *Inventory) Run(ctx context.Context) error {
 // Checkpoint writes every status changed since the last checkpoint. Statuses
 // it could not write stay marked for the next one.
 func (inv *Inventory) Checkpoint(ctx context.Context) error {
+	start := inv.now()
 	inv.dirtyMu.Lock()
 	dirty := inv.dirty
 	if len(dirty) == 0 {
 		inv.dirtyMu.Unlock()
+		inv.checkpoints.lastSuccess.Store(start.UnixNano())
 		return nil
 	}
 	inv.dirty = make(map[string]trace.SpanContext, len(dirty))
@@ -129,5 +134,6 @@ func (inv *Inventory) Checkpoint(ctx context.Context) error {
 		}
 		return err
 	}
+	inv.checkpoints.lastSuccess.Store(start.UnixNano())
 	return nil
 }

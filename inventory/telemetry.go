@@ -2,12 +2,15 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/medfleet/medfleet/internal/telemetry"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
@@ -52,6 +55,16 @@ func newInstruments(p telemetry.Providers, inv *Inventory) (*instruments, error)
 		})); err != nil {
 		return nil, err
 	}
+	if _, err = m.Float64ObservableGauge("medfleet.checkpoint.age", metric.WithUnit("s"),
+		metric.WithDescription("Seconds since the last checkpoint that wrote every changed status: the most status a crash now would lose."),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			if last := inv.checkpoints.lastSuccess.Load(); last != 0 {
+				o.Observe(inv.now().Sub(time.Unix(0, last)).Seconds())
+			}
+			return nil
+		})); err != nil {
+		return nil, err
+	}
 	if _, err = m.Int64ObservableGauge("medfleet.devices", metric.WithUnit("{device}"),
 		metric.WithDescription("Devices by profile and connectivity (online, offline); decommissioned ones are not counted."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
@@ -75,19 +88,32 @@ func newInstruments(p telemetry.Providers, inv *Inventory) (*instruments, error)
 	return in, nil
 }
 
-// txn runs one etcd transaction in a client span and times it.
+// txn runs one etcd transaction in a client span and times it. A failed
+// one is recorded with error.type: timeout, unavailable or _OTHER.
 func (in *instruments) txn(ctx context.Context, op string, ops int, commit func(context.Context) error) error {
 	ctx, span := in.tracer.Start(ctx, "etcd Txn "+op, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("db.system.name", "etcd"), attribute.String("db.operation.name", "Txn"),
 			attribute.String("medfleet.txn.op", op), attribute.Int("medfleet.txn.ops", ops)))
 	start := time.Now()
 	err := commit(ctx)
-	in.txnDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("op", op)))
+	attrs := []attribute.KeyValue{attribute.String("op", op)}
 	if err != nil {
+		attrs = append(attrs, attribute.String("error.type", errorType(err)))
 		span.SetStatus(otelcodes.Error, err.Error())
 	}
+	in.txnDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
 	span.End()
 	return err
+}
+
+func errorType(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:
+		return "timeout"
+	case status.Code(err) == codes.Unavailable:
+		return "unavailable"
+	}
+	return "_OTHER"
 }
 
 type censusKey struct{ profile, connectivity string }
