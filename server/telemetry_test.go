@@ -80,7 +80,7 @@ func TestTraces(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range gw.Attributes() {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["medfleet.device.id"] != "pump-7" || attrs["coap.response.code"] != "2.04" || attrs["coap.route"] != "/dp" {
 		t.Errorf("CoAP span attributes = %v, want device pump-7, code 2.04, route /dp", attrs)

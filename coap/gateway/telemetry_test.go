@@ -57,7 +57,7 @@ func TestMetricsRecorded(t *testing.T) {
 				for _, dp := range s.DataPoints {
 					key := m.Name
 					for _, kv := range dp.Attributes.ToSlice() {
-						key += " " + string(kv.Key) + "=" + kv.Value.Emit()
+						key += " " + string(kv.Key) + "=" + kv.Value.String()
 					}
 					sums[key] += dp.Value
 				}
