@@ -58,7 +58,7 @@ type trouble int
 const (
 	troubleNone        trouble = iota
 	troubleUnreachable         // timeout, network error, 5.xx: exponential backoff
-	troubleBusy                // 4.29: wait Max-Age
+	troubleBusy                // 4.29, or 5.03 with Max-Age: wait Max-Age
 	troubleRefused             // 4.03: wait RefusedBackoff
 )
 
@@ -382,7 +382,7 @@ func (a *Agent) classify(err error) (trouble, time.Duration) {
 	case errors.Is(err, ErrRefused):
 		a.registered = false // register again when the wait is over: the way back in
 		return troubleRefused, jitter(a.rnd, a.cfg.RefusedBackoff)
-	case errors.As(err, &se) && se.Code == codes.TooManyRequests && se.MaxAge > 0:
+	case errors.As(err, &se) && (se.Code == codes.TooManyRequests || se.Code == codes.ServiceUnavailable) && se.MaxAge > 0:
 		return troubleBusy, jitter(a.rnd, se.MaxAge)
 	}
 	return troubleUnreachable, a.retry.next()
@@ -483,7 +483,8 @@ func (a *Agent) report(ctx context.Context, e Entry) error {
 		a.lastContact = a.now()
 		return a.follow(resp, e.Seq)
 	case poison(resp.code):
-		a.lastContact = a.now()
+		// A refused request is not contact (protocol section 5.3): it does
+		// not put off the heartbeat.
 		a.log.Error("server refused a report; dropped it", slog.Uint64(keySeq, e.Seq),
 			slog.String(keyCode, resp.code.String()), slog.String(keyDiag, resp.diagnostic()))
 		a.dropped++

@@ -198,7 +198,7 @@ type StatusError struct {
 	Op         string // "register", "report", "heartbeat", "deregister"
 	Code       codes.Code
 	Diagnostic string
-	MaxAge     time.Duration // of a 4.29 Too Many Requests
+	MaxAge     time.Duration // of a 4.29 Too Many Requests or a 5.03
 }
 
 func (e *StatusError) Error() string {
