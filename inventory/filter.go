@@ -29,6 +29,7 @@ var filterFields = map[string][]string{
 	"model":            nil,
 	"manufacturer":     nil,
 	"serial":           nil,
+	"udi":              nil,
 	"firmware_version": nil,
 	"connectivity":     {"ONLINE", "OFFLINE"},
 	"clinical_state":   {"IDLE", "IN_USE", "CHARGING", "FAULT", "UNSPECIFIED"},
@@ -74,7 +75,7 @@ func ParseFilter(s string) (*Filter, error) {
 		} else {
 			enums, known := filterFields[t.field]
 			if !known {
-				return nil, filterErr("unknown field %q; known: profile, model, manufacturer, serial, firmware_version, connectivity, clinical_state, labels.<key>", t.field)
+				return nil, filterErr("unknown field %q; known: profile, model, manufacturer, serial, udi, firmware_version, connectivity, clinical_state, labels.<key>", t.field)
 			}
 			if enums != nil {
 				t.value = strings.TrimPrefix(strings.ToUpper(t.value), strings.ToUpper(t.field)+"_")
@@ -115,6 +116,8 @@ func (f *Filter) match(d *pb.Device, st *pb.DeviceStatus, conn pb.Connectivity) 
 			got = d.GetManufacturer()
 		case "serial":
 			got = d.GetSerial()
+		case "udi":
+			got = d.GetUdi()
 		case "firmware_version":
 			got = st.GetFirmwareVersion()
 		case "connectivity":

@@ -48,7 +48,7 @@ func TestParseFilter(t *testing.T) {
 }
 
 func TestFilterMatch(t *testing.T) {
-	d := &pb.Device{Profile: "cpap", Model: "AirSense 11", Labels: map[string]string{"unit": "sleep-lab"}}
+	d := &pb.Device{Profile: "cpap", Model: "AirSense 11", Udi: "(01)00885403210016", Labels: map[string]string{"unit": "sleep-lab"}}
 	st := &pb.DeviceStatus{FirmwareVersion: "3.1", ClinicalState: pb.ClinicalState_CLINICAL_STATE_IN_USE}
 	tests := []struct {
 		filter string
@@ -60,6 +60,7 @@ func TestFilterMatch(t *testing.T) {
 		{filter: `firmware_version != "3.1"`, want: false},
 		{filter: `labels.unit = "sleep-lab"`, want: true},
 		{filter: `labels.floor = ""`, want: true},
+		{filter: `udi = "(01)00885403210016"`, want: true},
 	}
 	for _, tc := range tests {
 		f, err := ParseFilter(tc.filter)

@@ -142,7 +142,7 @@ type ListDevicesRequest struct {
 	//
 	//	profile = "cpap" AND connectivity = ONLINE
 	//
-	// Fields: profile, model, manufacturer, serial, firmware_version,
+	// Fields: profile, model, manufacturer, serial, udi, firmware_version,
 	// connectivity (ONLINE, OFFLINE), clinical_state (IDLE, IN_USE, CHARGING,
 	// FAULT) and labels.<key>. Operators: = and !=.
 	Filter string `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
