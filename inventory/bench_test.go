@@ -6,9 +6,13 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/medfleet/medfleet/coap"
 	"github.com/medfleet/medfleet/internal/etcdtest"
 	"github.com/medfleet/medfleet/internal/telemetry"
+	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
 // BenchmarkReport is the inventory's share of one report: the device's lock,
@@ -39,5 +43,71 @@ func BenchmarkReport(b *testing.B) {
 			b.Fatal(err)
 		}
 		n++
+	}
+}
+
+// fleetOf writes n devices (registry and status) straight to etcd, in
+// transactions of 128 keys, as a restarted medfleetd would find them.
+func fleetOf(b *testing.B, etcd *etcdtest.Etcd, n int) {
+	b.Helper()
+	st, _ := proto.Marshal(&pb.DeviceStatus{UsageSeconds: 3600, LastSeq: 42, FirmwareVersion: "12.1.0", LifetimeSeconds: 300})
+	var ops []clientv3.Op
+	flush := func() {
+		if _, err := etcd.Client.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+			b.Fatal(err)
+		}
+		ops = ops[:0]
+	}
+	for i := range n {
+		id := fmt.Sprintf("pump-%06d", i)
+		d, _ := proto.Marshal(&pb.Device{Profile: []string{"infusion-pump", "cpap", "rfid-reader"}[i%3], Model: "Alaris 8100", Serial: id, Labels: map[string]string{"unit": fmt.Sprintf("u%d", i%40)}})
+		ops = append(ops, clientv3.OpPut(deviceKey(id), string(d)), clientv3.OpPut(statusKey(id), string(st)))
+		if len(ops) >= 128 {
+			flush()
+		}
+	}
+	if len(ops) > 0 {
+		flush()
+	}
+}
+
+// BenchmarkLoad100k is the inventory's share of a restart with 100,000
+// devices: reading both prefixes from etcd into memory.
+func BenchmarkLoad100k(b *testing.B) {
+	etcd := etcdtest.Start(b, "")
+	fleetOf(b, etcd, 100000)
+	b.ResetTimer()
+	for b.Loop() {
+		inv, err := New(DefaultConfig(), etcd.Client, discard(), time.Now, telemetry.Noop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := inv.Load(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkList100k is one ListDevices page of 100 over 100,000 devices,
+// without a filter and with one.
+func BenchmarkList100k(b *testing.B) {
+	etcd := etcdtest.Start(b, "")
+	fleetOf(b, etcd, 100000)
+	inv, err := New(DefaultConfig(), etcd.Client, discard(), time.Now, telemetry.Noop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := inv.Load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	for _, filter := range []string{"", `profile = "cpap" AND labels.unit = "u7"`} {
+		b.Run(fmt.Sprintf("filter=%q", filter), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := inv.List(ListRequest{PageSize: 100, Filter: filter}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

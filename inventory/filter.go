@@ -102,9 +102,9 @@ func (f *Filter) String() string {
 	return strings.Join(parts, " AND ")
 }
 
-// match reports whether a device (registry part and status, connectivity
-// already computed) passes the filter.
-func (f *Filter) match(d *pb.Device, st *pb.DeviceStatus, conn pb.Connectivity) bool {
+// match reports whether a device (registry part and status) passes the
+// filter; conn computes its connectivity, only when a term needs it.
+func (f *Filter) match(d *pb.Device, st *pb.DeviceStatus, conn func() pb.Connectivity) bool {
 	for _, t := range f.terms {
 		var got string
 		switch t.field {
@@ -121,7 +121,7 @@ func (f *Filter) match(d *pb.Device, st *pb.DeviceStatus, conn pb.Connectivity) 
 		case "firmware_version":
 			got = st.GetFirmwareVersion()
 		case "connectivity":
-			got = strings.TrimPrefix(conn.String(), "CONNECTIVITY_")
+			got = strings.TrimPrefix(conn().String(), "CONNECTIVITY_")
 		case "clinical_state":
 			got = strings.TrimPrefix(st.GetClinicalState().String(), "CLINICAL_STATE_")
 		default:

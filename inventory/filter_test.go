@@ -67,7 +67,7 @@ func TestFilterMatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := f.match(d, st, pb.Connectivity_CONNECTIVITY_ONLINE); got != tc.want {
+		if got := f.match(d, st, func() pb.Connectivity { return pb.Connectivity_CONNECTIVITY_ONLINE }); got != tc.want {
 			t.Errorf("match(%q) = %v, want %v", tc.filter, got, tc.want)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -77,6 +78,9 @@ type Inventory struct {
 	mu      sync.RWMutex
 	devices map[string]*entry
 	ids     []string // sorted; ListDevices pages through it
+	// decommissioned counts the decommissioned devices among ids, so that
+	// an unfiltered list knows its total without a scan.
+	decommissioned atomic.Int64
 
 	// dirty holds the devices whose status changed since the last
 	// checkpoint, with the span context of a sampled report among those
@@ -152,12 +156,17 @@ func (inv *Inventory) Load(ctx context.Context) error {
 		return err
 	}
 	ids := make([]string, 0, len(devices))
-	for id := range devices {
+	decommissioned := 0
+	for id, e := range devices {
 		ids = append(ids, id)
+		if e.spec.GetDecommissionTime() != nil {
+			decommissioned++
+		}
 	}
 	slices.Sort(ids)
 	inv.mu.Lock()
 	inv.devices, inv.ids = devices, ids
+	inv.decommissioned.Store(int64(decommissioned))
 	inv.mu.Unlock()
 	inv.log.Info("inventory loaded", "devices", len(ids))
 	return nil

@@ -142,18 +142,32 @@ func (inv *Inventory) List(req ListRequest) (*ListResult, error) {
 			start++
 		}
 	}
-	// The whole index is scanned to count the matches on all pages; only
-	// the page itself is copied out.
+	// With a filter the whole index is scanned to count the matches on all
+	// pages; without one the total is known, and only the page (and one
+	// more device, for the next page token) is visited.
 	now := inv.now()
 	res := &ListResult{}
+	scanAll := len(f.terms) > 0
+	from := start
+	if scanAll {
+		from = 0
+	} else {
+		res.TotalSize = len(ids)
+		if !req.ShowDecommissioned {
+			res.TotalSize -= int(inv.decommissioned.Load())
+		}
+	}
 	var last string // id of the last device on the page
-	for i, id := range ids {
+	for i := from; i < len(ids) && (scanAll || res.NextPageToken == ""); i++ {
+		id := ids[i]
 		e := entries[id]
 		e.mu.Lock()
 		match := (req.ShowDecommissioned || e.spec.GetDecommissionTime() == nil) &&
-			f.match(e.spec, e.status, inv.connectivity(e.status, now))
+			f.match(e.spec, e.status, func() pb.Connectivity { return inv.connectivity(e.status, now) })
 		if match {
-			res.TotalSize++
+			if scanAll {
+				res.TotalSize++
+			}
 			switch {
 			case i < start:
 			case len(res.Devices) < req.PageSize:
@@ -213,13 +227,17 @@ func (inv *Inventory) Update(ctx context.Context, id string, d *pb.Device, paths
 
 // Decommission marks a device decommissioned (DeleteDevice).
 func (inv *Inventory) Decommission(ctx context.Context, id, etag string) (*pb.Device, error) {
-	return inv.modify(ctx, id, etag, func(spec *pb.Device) error {
+	d, err := inv.modify(ctx, id, etag, func(spec *pb.Device) error {
 		if spec.DecommissionTime != nil {
 			return ErrDecommissioned
 		}
 		spec.DecommissionTime = ts(inv.now())
 		return nil
 	})
+	if err == nil {
+		inv.decommissioned.Add(1)
+	}
+	return d, err
 }
 
 // modify applies change to a copy of the device's registry part and writes
