@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,8 +78,10 @@ type Inventory struct {
 
 	mu      sync.RWMutex
 	devices map[string]*entry
-	ids     []string // sorted; ListDevices pages through it
-	// decommissioned counts the decommissioned devices among ids, so that
+	// sorted holds the same entries ordered by id: ListDevices pages
+	// through it without a map lookup per device.
+	sorted []*entry
+	// decommissioned counts the decommissioned devices among them, so that
 	// an unfiltered list knows its total without a scan.
 	decommissioned atomic.Int64
 
@@ -96,6 +99,7 @@ type Inventory struct {
 // serialises registry writes to etcd, so the Txn's revision compare and the
 // in-memory update agree.
 type entry struct {
+	id     string
 	wmu    sync.Mutex
 	mu     sync.Mutex
 	spec   *pb.Device // registry part; replaced, never mutated, once published
@@ -139,7 +143,7 @@ func (inv *Inventory) Load(ctx context.Context) error {
 		if err := proto.Unmarshal(l.msg, d); err != nil {
 			return fmt.Errorf("inventory: device %q in etcd: %w", l.id, err)
 		}
-		devices[l.id] = &entry{spec: d, rev: l.rev, status: &pb.DeviceStatus{}}
+		devices[l.id] = &entry{id: l.id, spec: d, rev: l.rev, status: &pb.DeviceStatus{}}
 		return nil
 	})
 	if err != nil {
@@ -155,20 +159,20 @@ func (inv *Inventory) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, 0, len(devices))
+	sorted := make([]*entry, 0, len(devices))
 	decommissioned := 0
-	for id, e := range devices {
-		ids = append(ids, id)
+	for _, e := range devices {
+		sorted = append(sorted, e)
 		if e.spec.GetDecommissionTime() != nil {
 			decommissioned++
 		}
 	}
-	slices.Sort(ids)
+	slices.SortFunc(sorted, func(a, b *entry) int { return strings.Compare(a.id, b.id) })
 	inv.mu.Lock()
-	inv.devices, inv.ids = devices, ids
+	inv.devices, inv.sorted = devices, sorted
 	inv.decommissioned.Store(int64(decommissioned))
 	inv.mu.Unlock()
-	inv.log.Info("inventory loaded", "devices", len(ids))
+	inv.log.Info("inventory loaded", "devices", len(sorted))
 	return nil
 }
 
@@ -176,7 +180,7 @@ func (inv *Inventory) Load(ctx context.Context) error {
 func (inv *Inventory) Len() int {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	return len(inv.ids)
+	return len(inv.sorted)
 }
 
 func (inv *Inventory) lookup(id string) (*entry, bool) {

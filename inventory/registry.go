@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -74,11 +75,11 @@ func (inv *Inventory) create(ctx context.Context, id string, spec *pb.Device, re
 	if madeBy != "" {
 		return inv.Get(madeBy)
 	}
-	e := &entry{spec: spec, rev: rev, status: &pb.DeviceStatus{}}
+	e := &entry{id: id, spec: spec, rev: rev, status: &pb.DeviceStatus{}}
 	inv.mu.Lock()
 	inv.devices[id] = e
-	i, _ := slices.BinarySearch(inv.ids, id)
-	inv.ids = slices.Insert(inv.ids, i, id)
+	i, _ := slices.BinarySearchFunc(inv.sorted, id, func(x *entry, id string) int { return strings.Compare(x.id, id) })
+	inv.sorted = slices.Insert(inv.sorted, i, e)
 	inv.mu.Unlock()
 	inv.log.Info("device created", "device", id, "profile", spec.GetProfile(), "model", spec.GetModel())
 	e.mu.Lock()
@@ -133,14 +134,12 @@ func (inv *Inventory) List(req ListRequest) (*ListResult, error) {
 	}
 
 	inv.mu.RLock()
-	ids := inv.ids
-	entries := inv.devices
+	sorted := inv.sorted
 	start := 0
 	if after != "" {
-		start = sort.SearchStrings(ids, after)
-		if start < len(ids) && ids[start] == after {
-			start++
-		}
+		// The first device after the token's, whether or not that one still
+		// exists.
+		start = sort.Search(len(sorted), func(i int) bool { return sorted[i].id > after })
 	}
 	// With a filter the whole index is scanned to count the matches on all
 	// pages; without one the total is known, and only the page (and one
@@ -152,15 +151,15 @@ func (inv *Inventory) List(req ListRequest) (*ListResult, error) {
 	if scanAll {
 		from = 0
 	} else {
-		res.TotalSize = len(ids)
+		res.TotalSize = len(sorted)
 		if !req.ShowDecommissioned {
 			res.TotalSize -= int(inv.decommissioned.Load())
 		}
 	}
 	var last string // id of the last device on the page
-	for i := from; i < len(ids) && (scanAll || res.NextPageToken == ""); i++ {
-		id := ids[i]
-		e := entries[id]
+	for i := from; i < len(sorted) && (scanAll || res.NextPageToken == ""); i++ {
+		e := sorted[i]
+		id := e.id
 		e.mu.Lock()
 		match := (req.ShowDecommissioned || e.spec.GetDecommissionTime() == nil) &&
 			f.match(e.spec, e.status, func() pb.Connectivity { return inv.connectivity(e.status, now) })
