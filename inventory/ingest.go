@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"time"
 
@@ -25,10 +27,14 @@ func (inv *Inventory) Register(ctx context.Context, id string, reg *coap.Registr
 	if !ok {
 		now := inv.now()
 		spec := &pb.Device{Profile: reg.Profile, Model: reg.Model, Serial: reg.Serial, Udi: reg.UDI, CreateTime: ts(now), UpdateTime: ts(now)}
-		if _, err := inv.create(ctx, id, spec, ""); err != nil && err != ErrAlreadyExists {
+		if _, err := inv.create(ctx, id, spec, ""); err != nil && !errors.Is(err, ErrAlreadyExists) {
 			return nil, err
 		}
-		e, _ = inv.lookup(id)
+		if e, ok = inv.lookup(id); !ok {
+			// In etcd but not in memory: another writer created it after
+			// this inventory loaded.
+			return nil, fmt.Errorf("inventory: device %s exists in etcd but was not loaded: %w", id, ErrConflict)
+		}
 	} else if err := inv.applyRegistration(ctx, id, e, reg); err != nil {
 		return nil, err
 	}

@@ -383,3 +383,17 @@ func TestListPagingAndFilter(t *testing.T) {
 		t.Errorf("List(page_size 5000) = %d devices, want all 25 (clamped to 1000)", len(res.Devices))
 	}
 }
+
+func TestRegisterDeviceCreatedElsewhere(t *testing.T) {
+	etcd := etcdtest.Start(t, "")
+	inv := newTestInventory(t, etcd, &clock{t: time.Now()})
+	// Another writer creates the device after this inventory loaded.
+	other := newTestInventory(t, etcd, &clock{t: time.Now()})
+	if _, err := other.Create(context.Background(), "pump-9", &pb.Device{Profile: "infusion-pump", Model: "m"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := inv.Register(context.Background(), "pump-9", &coap.Registration{Profile: "infusion-pump", Model: "m"}, time.Minute)
+	if !errors.Is(err, ErrConflict) {
+		t.Errorf("Register(device created by another writer) = %v, want ErrConflict", err)
+	}
+}
