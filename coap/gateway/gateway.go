@@ -61,7 +61,8 @@ type Config struct {
 	ReadBuffer int `yaml:"read_buffer"`
 	// IdleTimeout closes a peer's state after this long without traffic.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// RequestTimeout bounds the backend's work on one request.
+	// RequestTimeout bounds the backend's work on a registration, which may
+	// write etcd; reports touch only memory.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 
@@ -280,8 +281,6 @@ func uint32Bytes(v uint32) []byte {
 
 // route dispatches a request by path and method.
 func (g *Gateway) route(ctx context.Context, req request) (device string, a answer) {
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
-	defer cancel()
 	p := req.path
 	switch {
 	case len(p) == 2 && p[0] == ".well-known" && p[1] == "core":
@@ -338,6 +337,8 @@ func (g *Gateway) register(ctx context.Context, req request) (string, answer) {
 	if err := reg.Validate(); err != nil {
 		return device, diagnostic(codes.BadRequest, "%v", err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout) // may write etcd
+	defer cancel()
 	d, err := g.backend.Register(ctx, device, reg, lifetime)
 	if err != nil {
 		return device, g.failure(device, err)
@@ -355,6 +356,8 @@ func (g *Gateway) updateRegistration(ctx context.Context, device string, req req
 	if reg == nil {
 		return a
 	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout) // may write etcd
+	defer cancel()
 	d, err := g.backend.UpdateRegistration(ctx, device, reg)
 	if err != nil {
 		return g.failure(device, err)
