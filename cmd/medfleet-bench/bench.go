@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/medfleet/medfleet/coap"
+)
+
+// Config is one load run. main fills it from flags; tests fill it directly.
+type Config struct {
+	Server   string        // --server: host:port of the CoAP listener
+	Devices  int           // --devices
+	Rate     float64       // --rate: reports per second per device
+	Duration time.Duration // --duration: the measured window, after the warm-up
+	Warmup   time.Duration // --warmup: run but do not measure
+	PID      int           // --pid: server process to sample, 0 for none
+	IDPrefix string        // --id-prefix: devices are {prefix}-{000000}
+	Profile  string        // --profile
+	Lifetime int           // registration lifetime, seconds
+
+	// CoAP transmission parameters (RFC 7252 section 4.8); tests shorten them.
+	AckTimeout      time.Duration
+	AckRandomFactor float64
+	MaxRetransmit   int
+	// Drain is how long requests still in flight when the run ends may take
+	// to finish; those that do not are counted as unfinished.
+	Drain time.Duration
+}
+
+// DefaultConfig returns the flags' defaults and RFC 7252's transmission
+// parameters.
+func DefaultConfig() Config {
+	return Config{
+		Server:          "127.0.0.1:5683",
+		Devices:         1000,
+		Rate:            1,
+		IDPrefix:        "bench",
+		Profile:         coap.ProfileInfusionPump,
+		Lifetime:        coap.DefaultLifetime,
+		AckTimeout:      2 * time.Second,
+		AckRandomFactor: 1.5,
+		MaxRetransmit:   4,
+		Drain:           5 * time.Second,
+	}
+}
+
+const maxRun = time.Hour
+
+// Validate checks the configuration; errors name the flag.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Server); err != nil {
+		bad("server", "%v", err)
+	}
+	if c.Devices < 1 || c.Devices > 100_000 {
+		bad("devices", "%d is outside 1-100000", c.Devices)
+	}
+	if !(c.Rate > 0 && c.Rate <= 100) {
+		bad("rate", "%v is outside (0, 100] reports/s per device", c.Rate)
+	}
+	if c.Duration <= 0 || c.Duration > maxRun {
+		bad("duration", "%v is outside (0, 1h]", c.Duration)
+	}
+	if c.Warmup < 0 || c.Warmup > maxRun {
+		bad("warmup", "%v is outside [0, 1h]", c.Warmup)
+	}
+	if c.PID < 0 {
+		bad("pid", "%d is negative", c.PID)
+	}
+	if err := coap.ValidateDeviceID(deviceID(c.IDPrefix, max(c.Devices-1, 0))); err != nil {
+		bad("id-prefix", "%v", err)
+	}
+	if err := coap.ValidateProfile(c.Profile); err != nil {
+		bad("profile", "%v", err)
+	}
+	if c.Lifetime < coap.MinLifetime || c.Lifetime > coap.MaxLifetime {
+		bad("lifetime", "%d is outside %d-%d s", c.Lifetime, coap.MinLifetime, coap.MaxLifetime)
+	}
+	if c.AckTimeout <= 0 || c.AckRandomFactor < 1 || c.MaxRetransmit < 0 || c.MaxRetransmit > 10 || c.Drain < 0 {
+		errs = append(errs, fmt.Errorf("transmission parameters: ack timeout %v, random factor %v, max retransmit %d, drain %v",
+			c.AckTimeout, c.AckRandomFactor, c.MaxRetransmit, c.Drain))
+	}
+	return errors.Join(errs...)
+}
+
+func deviceID(prefix string, i int) string { return fmt.Sprintf("%s-%06d", prefix, i) }
+
+// stats are the run's counters, shared by all devices.
+type stats struct {
+	attempted, sent, acked, timeouts, retransmissions, skipped, unfinished atomic.Uint64
+	resets, separate, backoffs                                             atomic.Uint64
+	registrations, registrationFailures, reregistrations                   atomic.Uint64
+	codes                                                                  [256]atomic.Uint64
+	latency                                                                histogram
+}
+
+// DeviceResult is what one device did, for tests and for -json consumers
+// that want it (it is not printed).
+type DeviceResult struct {
+	ID      string
+	Reports uint64  // distinct reports acknowledged (2.04)
+	LastSeq uint64  // seq of the last acknowledged report
+	Usage   float64 // usage counter of the last acknowledged report
+}
+
+// Run runs the load and returns what it measured. It returns early, with
+// what it measured so far, when ctx is cancelled; every device goroutine
+// has stopped and every socket is closed when it returns.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	raddr, err := net.ResolveUDPAddr("udp", cfg.Server)
+	if err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
+	}
+	devs := make([]*device, 0, cfg.Devices)
+	defer func() {
+		for _, d := range devs {
+			d.conn.Close() // may be closed already; the error says nothing new
+		}
+	}()
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	st := &stats{}
+	for i := range cfg.Devices {
+		c, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			return nil, fmt.Errorf("device %d: %w", i, err)
+		}
+		devs = append(devs, newDevice(deviceID(cfg.IDPrefix, i), i, c, &cfg, st))
+	}
+
+	start := time.Now().Add(20 * time.Millisecond)
+	win := window{start: start.Add(cfg.Warmup), end: start.Add(cfg.Warmup + cfg.Duration)}
+	runCtx, cancel := context.WithDeadline(ctx, win.end.Add(cfg.Drain))
+	defer cancel()
+
+	var sampler *procSampler
+	if cfg.PID > 0 {
+		sampler = newProcSampler(cfg.PID)
+	}
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		if sampler != nil {
+			sampler.run(ctx, win)
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for i, d := range devs {
+		offset := time.Duration(int64(interval) * int64(i) / int64(cfg.Devices))
+		wg.Go(func() { d.run(runCtx, start.Add(offset), interval, win) })
+	}
+	wg.Wait()
+	<-samplerDone
+
+	res := &Result{Config: cfg, Interrupted: ctx.Err() != nil}
+	measured := win.end.Sub(win.start)
+	if res.Interrupted {
+		measured = max(time.Since(win.start), 0)
+		measured = min(measured, cfg.Duration)
+	}
+	res.fill(st, measured)
+	if sampler != nil {
+		res.Server = sampler.result()
+	}
+	for _, d := range devs {
+		res.Devices = append(res.Devices, DeviceResult{ID: d.id, Reports: d.acked, LastSeq: d.lastAckedSeq, Usage: d.lastAckedUsage})
+	}
+	return res, nil
+}
+
+// window is the measured part of the run: requests due in [start, end).
+type window struct{ start, end time.Time }
+
+func (w window) has(t time.Time) bool { return !t.Before(w.start) && t.Before(w.end) }
+
+// codeString writes a CoAP code as class.detail ("2.04").
+func codeString(c uint8) string {
+	return strconv.Itoa(int(c>>5)) + "." + fmt.Sprintf("%02d", c&0x1f)
+}
