@@ -24,6 +24,9 @@ type Config struct {
 	IDPrefix string        // --id-prefix: devices are {prefix}-{000000}
 	Profile  string        // --profile
 	Lifetime int           // registration lifetime, seconds
+	// Baseline (--baseline) measures a bare CoAP server: no registration,
+	// and every response counts as answered, whatever its code.
+	Baseline bool
 
 	// CoAP transmission parameters (RFC 7252 section 4.8); tests shorten them.
 	AckTimeout      time.Duration
@@ -97,11 +100,11 @@ func deviceID(prefix string, i int) string { return fmt.Sprintf("%s-%06d", prefi
 
 // stats are the run's counters, shared by all devices.
 type stats struct {
-	attempted, sent, acked, timeouts, retransmissions, skipped, unfinished atomic.Uint64
-	resets, separate, backoffs                                             atomic.Uint64
-	registrations, registrationFailures, reregistrations                   atomic.Uint64
-	codes                                                                  [256]atomic.Uint64
-	latency                                                                histogram
+	attempted, sent, acked, answered, timeouts, retransmissions, skipped, unfinished atomic.Uint64
+	resets, separate, backoffs                                                       atomic.Uint64
+	registrations, registrationFailures, reregistrations                             atomic.Uint64
+	codes                                                                            [256]atomic.Uint64
+	latency                                                                          histogram
 }
 
 // DeviceResult is what one device did, for tests and for -json consumers

@@ -57,7 +57,8 @@ func newDevice(id string, idx int, conn *net.UDPConn, cfg *Config, st *stats) *d
 		id: id, idx: idx, conn: conn, cfg: cfg, st: st, rng: rng,
 		mid: uint16(rng.Uint32()), tokenTag: rng.Uint32(),
 		out: make([]byte, 2048), in: make([]byte, 2048), opts: make(message.Options, 0, 32),
-		nextSeq: 1,
+		nextSeq:    1,
+		registered: cfg.Baseline, // a bare server has no registrations
 	}
 }
 
@@ -152,6 +153,11 @@ func (d *device) report(ctx context.Context, inWin bool) {
 		if inWin {
 			d.st.latency.Record(rtt)
 			d.st.codes[resp.Code].Add(1)
+			d.st.answered.Add(1)
+		}
+		if d.cfg.Baseline { // a bare server: any answer will do
+			d.pending = nil
+			return
 		}
 		switch resp.Code {
 		case codes.Changed:

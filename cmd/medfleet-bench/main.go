@@ -4,6 +4,11 @@
 // server answered and how fast.
 //
 //	medfleet-bench --server 127.0.0.1:5683 --devices 1000 --rate 1 --duration 60s --warmup 10s --pid 1234
+//	medfleet-bench serve-baseline --listen 127.0.0.1:15701
+//
+// serve-baseline runs the smallest go-coap server there is, one handler
+// answering 2.04 to everything, as a yardstick for medfleetd
+// (scripts/ingest-baselines.sh runs both, and libcoap's server, in one go).
 package main
 
 import (
@@ -22,6 +27,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "serve-baseline" {
+		return serveBaseline(args[1:], stderr)
+	}
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("medfleet-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -34,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.IDPrefix, "id-prefix", cfg.IDPrefix, "device ids are {prefix}-{000000}")
 	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "device profile: infusion-pump, cpap, or another")
 	fs.IntVar(&cfg.Lifetime, "lifetime", cfg.Lifetime, "registration lifetime, seconds")
+	fs.BoolVar(&cfg.Baseline, "baseline", false, "measure a bare CoAP server: no registration, any response counts as answered")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -27,6 +27,10 @@ type Result struct {
 	Sent        uint64  `json:"sent"`       // report requests sent, resends after a 4.04 included
 	Acked       uint64  `json:"acked"`      // answered 2.04
 	AckedPerSec float64 `json:"acked_per_s"`
+	// Answered counts responses of any code: the rate a bare server
+	// (--baseline) sustains.
+	Answered       uint64  `json:"answered"`
+	AnsweredPerSec float64 `json:"answered_per_s"`
 
 	Latency           Latency           `json:"latency_ms"`
 	Timeouts          uint64            `json:"timeouts"`
@@ -62,9 +66,10 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func (r *Result) fill(st *stats, measured time.Duration) {
 	c := r.Config
 	r.NumDevices, r.Rate, r.WarmupS, r.DurationS = c.Devices, c.Rate, c.Warmup.Seconds(), measured.Seconds()
-	r.Attempted, r.Sent, r.Acked = st.attempted.Load(), st.sent.Load(), st.acked.Load()
+	r.Attempted, r.Sent, r.Acked, r.Answered = st.attempted.Load(), st.sent.Load(), st.acked.Load(), st.answered.Load()
 	if measured > 0 {
 		r.AckedPerSec = float64(r.Acked) / measured.Seconds()
+		r.AnsweredPerSec = float64(r.Answered) / measured.Seconds()
 	}
 	h := &st.latency
 	r.Latency = Latency{Count: h.Count(), Mean: ms(h.Mean()), P50: ms(h.Quantile(0.5)), P90: ms(h.Quantile(0.9)),
@@ -97,7 +102,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	p("devices", "%d at %g reports/s each, %s over %d sockets", r.NumDevices, r.Rate, r.Config.Server, r.NumDevices)
 	p("window", "%.1f s measured after %.1f s warm-up", r.DurationS, r.WarmupS)
 	p("reports", "%d due, %d sent, %d acked (2.04), %d skipped (device busy)", r.Attempted, r.Sent, r.Acked, r.Skipped)
-	p("achieved", "%.1f acked/s (offered %.1f/s)", r.AckedPerSec, float64(r.NumDevices)*r.Rate)
+	p("achieved", "%.1f acked/s, %.1f answered/s (offered %.1f/s)", r.AckedPerSec, r.AnsweredPerSec, float64(r.NumDevices)*r.Rate)
 	l := r.Latency
 	p("latency ms", "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (mean %.3f, n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean, l.Count)
 	p("failures", "%d timeouts, %d retransmissions, %d resets, %d unfinished at the end", r.Timeouts, r.Retransmissions, r.Resets, r.Unfinished)

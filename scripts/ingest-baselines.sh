@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# ingest-baselines.sh [DEVICES] [RATE] [SECONDS] [WARMUP]: the same load from
+# medfleet-bench, one target after the other, against
+#   libcoap  libcoap's coap-server-notls (Debian libcoap3-bin), which answers
+#            4.04 to POST /dp: a C CoAP stack doing the least work there is;
+#   go-coap  medfleet-bench serve-baseline: go-coap with one handler that
+#            answers 2.04, configured like medfleetd's gateway;
+#   medfleetd with its embedded etcd: registration, SenML decoding, ingest,
+#            group-committed checkpoints.
+# Each device has its own socket and offers RATE reports/s (open loop), so the
+# answered rate is what each server sustains. Runs must last longer than
+# 247 s: go-coap keeps each response that long and scans it on every datagram
+# from the same peer, so shorter runs overstate it. Prints one line per
+# target and the ratios to libcoap. Loopback only; stops by itself.
+set -euo pipefail
+devices=${1:-2000}
+rate=${2:-25}
+seconds=${3:-270}
+warmup=${4:-30}
+cd "$(dirname "$0")/.."
+command -v coap-server-notls >/dev/null || scripts/install-test-deps.sh
+tmp=$(mktemp -d)
+srv=
+trap '[ -n "$srv" ] && kill $srv 2>/dev/null; rm -rf "$tmp"' EXIT
+go build -o "$tmp/" ./cmd/medfleetd ./cmd/medfleet-bench
+port() { python3 -c 'import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+run() { # name, extra bench flags, server command...
+	local name=$1 flags=$2
+	shift 2
+	"$@" >"$tmp/$name.log" 2>&1 &
+	srv=$!
+	sleep 3
+	"$tmp/medfleet-bench" --server "$addr" --devices "$devices" --rate "$rate" --warmup "${warmup}s" \
+		--duration "${seconds}s" --pid "$srv" --id-prefix "$name" $flags --json >"$tmp/$name.json"
+	kill -TERM "$srv"
+	wait "$srv" || true
+	srv=
+}
+
+addr=127.0.0.1:$(port)
+run libcoap --baseline coap-server-notls -A 127.0.0.1 -p "${addr##*:}"
+addr=127.0.0.1:$(port)
+run gocoap --baseline "$tmp/medfleet-bench" serve-baseline --listen "$addr"
+addr=127.0.0.1:$(port)
+tcp() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+run medfleetd "" "$tmp/medfleetd" --data-dir "$tmp/data" --report-interval 1s --coap-listen "$addr" \
+	--grpc-listen 127.0.0.1:$(tcp) --http-listen 127.0.0.1:$(tcp) \
+	--etcd-listen-client http://127.0.0.1:$(tcp) --etcd-listen-peer http://127.0.0.1:$(tcp)
+
+python3 - "$tmp" "$devices" "$rate" "$seconds" "$warmup" <<'PY'
+import json, sys
+tmp, devices, rate, seconds, warmup = sys.argv[1:]
+print(f"{devices} devices x {rate} reports/s offered ({int(devices)*float(rate):.0f}/s), {warmup} s warm-up, {seconds} s measured")
+print(f"{'target':10} {'answered/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'timeouts':>9} {'server CPU':>11} {'RSS MiB':>8} {'answers/core-s':>15}")
+res = {}
+for name in ("libcoap", "gocoap", "medfleetd"):
+    r = json.load(open(f"{tmp}/{name}.json"))
+    s = r.get("server") or {}
+    cpu = s.get("cpu_percent_of_one_core", 0)
+    rss = s.get("peak_rss_mib", 0)
+    ans = r["answered_per_s"]
+    res[name] = ans
+    eff = ans / (cpu / 100) if cpu else 0
+    lat = r["latency_ms"]
+    print(f"{name:10} {ans:11.0f} {lat['p50']:8.3f} {lat['p99']:8.3f} {lat['p999']:9.3f} {r['timeouts']:9d} {cpu:10.0f}% {rss:8.0f} {eff:15.0f}")
+base = res["libcoap"] or 1
+print(f"ratios to libcoap: go-coap {res['gocoap']/base:.2f}, medfleetd {res['medfleetd']/base:.2f}")
+PY
