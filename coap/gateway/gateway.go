@@ -207,16 +207,26 @@ func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 }
 
 func (g *Gateway) count(c codes.Code) {
-	switch c {
-	case codes.BadRequest, codes.RequestEntityTooLarge, codes.UnsupportedMediaType, codes.BadOption, codes.NotAcceptable:
+	switch {
+	case refused(c):
 		g.badRequests.Add(1)
-	case codes.NotFound:
+	case c == codes.NotFound:
 		g.notRegistered.Add(1)
-	case codes.Forbidden:
+	case c == codes.Forbidden:
 		g.forbidden.Add(1)
-	case codes.InternalServerError, codes.ServiceUnavailable:
+	case c == codes.InternalServerError, c == codes.ServiceUnavailable:
 		g.serverErrors.Add(1)
 	}
+}
+
+// refused reports whether a code refuses a malformed request: the device
+// must change what it sends.
+func refused(c codes.Code) bool {
+	switch c {
+	case codes.BadRequest, codes.BadOption, codes.NotAcceptable, codes.RequestEntityTooLarge, codes.UnsupportedMediaType:
+		return true
+	}
+	return false
 }
 
 // parseRequest reads what the handlers need, answering 4.00 or 4.13 when the

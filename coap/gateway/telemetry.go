@@ -84,7 +84,7 @@ func newInstruments(p telemetry.Providers) (*instruments, error) {
 		in.reports.Add(context.Background(), 0, in.with(attrKey{result: r}))
 	}
 	if in.decodeErrs, err = m.Int64Counter("medfleet.ingest.decode_errors", metric.WithUnit("{error}"),
-		metric.WithDescription("Requests refused as malformed (4.00, 4.06, 4.13, 4.15), by the kind of field at fault.")); err != nil {
+		metric.WithDescription("Requests refused as malformed (4.00, 4.02, 4.06, 4.13, 4.15), by the kind of field at fault.")); err != nil {
 		return nil, err
 	}
 	return in, nil
@@ -112,8 +112,7 @@ func (in *instruments) end(ctx context.Context, span trace.Span, req request, de
 	in.requests.Add(ctx, 1, in.with(attrKey{method: method, route: route, code: code}))
 	in.duration.Record(ctx, took.Seconds(), in.with(attrKey{method: method, route: route}))
 
-	refused := a.code == codes.BadRequest || a.code == codes.RequestEntityTooLarge || a.code == codes.UnsupportedMediaType || a.code == codes.NotAcceptable
-	if refused {
+	if refused(a.code) {
 		in.decodeErrs.Add(ctx, 1, in.with(attrKey{kind: errorKind(string(a.payload))}))
 	}
 	if route == "/dp" && req.method == codes.POST {
