@@ -164,7 +164,10 @@ type Device struct {
 	Etag string `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
 	// Output only. What the device last reported, and what the control plane
 	// derived from it.
-	Status        *DeviceStatus `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
+	Status *DeviceStatus `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
+	// The site the device belongs to (a facility site id). Tokens scoped to a
+	// site see only its devices.
+	Site          string `protobuf:"bytes,13,opt,name=site,proto3" json:"site,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,6 +284,13 @@ func (x *Device) GetStatus() *DeviceStatus {
 		return x.Status
 	}
 	return nil
+}
+
+func (x *Device) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
 }
 
 // Reported and derived state of a device. etcd stores it under
@@ -482,7 +492,7 @@ var File_medfleet_v1_device_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x18medfleet/v1/device.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x04\n" +
+	"\x18medfleet/v1/device.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x04\n" +
 	"\x06Device\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x14\n" +
@@ -498,7 +508,8 @@ const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\x11decommission_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x10decommissionTime\x12\x12\n" +
 	"\x04etag\x18\v \x01(\tR\x04etag\x121\n" +
-	"\x06status\x18\f \x01(\v2\x19.medfleet.v1.DeviceStatusR\x06status\x1a9\n" +
+	"\x06status\x18\f \x01(\v2\x19.medfleet.v1.DeviceStatusR\x06status\x12\x12\n" +
+	"\x04site\x18\r \x01(\tR\x04site\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\b\n" +
