@@ -44,6 +44,20 @@ type Backend interface {
 	// Report applies a data push. duplicate is true when the report's seq
 	// was accepted before.
 	Report(ctx context.Context, device string, r *coap.Report) (d *coap.Desired, duplicate bool, err error)
+	// Enrol trades an enrolment token for device's credential (POST /bs).
+	// ErrForbidden refuses the token.
+	Enrol(ctx context.Context, device string, r *coap.EnrolRequest) (*coap.EnrolResponse, error)
+}
+
+type peerKey struct{}
+
+// Peer returns the address of the device behind a Backend call, for the
+// audit log.
+func Peer(ctx context.Context) string {
+	if a, ok := ctx.Value(peerKey{}).(net.Addr); ok {
+		return a.String()
+	}
+	return ""
 }
 
 // Errors a Backend returns for expected outcomes.
@@ -164,6 +178,7 @@ type request struct {
 	body   []byte
 	// traceparent is the W3C trace context of option 65020, if any.
 	traceparent string
+	peer        net.Addr
 }
 
 // answer is a response: a code and a payload in a content format.
@@ -173,6 +188,9 @@ type answer struct {
 	format    message.MediaType
 	payload   []byte
 	opts      []message.Option
+	// endSession closes the DTLS session after the answer: its credential
+	// is no longer valid.
+	endSession bool
 }
 
 // diagnostic is an error response with a text/plain diagnostic payload
@@ -184,6 +202,7 @@ func diagnostic(code codes.Code, format string, args ...any) answer {
 func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 	start := time.Now()
 	req, a := parseRequest(m)
+	req.peer = w.Conn().RemoteAddr()
 	ctx, span := g.tel.start(m.Context(), req)
 	device := ""
 	if a.code == 0 {
@@ -197,6 +216,10 @@ func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 	}
 	if err := w.SetResponse(a.code, a.format, body, a.opts...); err != nil {
 		g.log.Warn("coap: cannot set response", "err", err)
+	}
+	if a.endSession {
+		cc := w.Conn()
+		time.AfterFunc(time.Second, func() { _ = cc.Close() }) // after the answer went out
 	}
 	level := slog.LevelDebug
 	if a.code >= codes.InternalServerError {
@@ -308,7 +331,7 @@ func (g *Gateway) route(ctx context.Context, req request) (device string, a answ
 		case codes.POST:
 			return p[1], g.updateRegistration(ctx, p[1], req)
 		case codes.DELETE:
-			return p[1], g.deregister(ctx, p[1])
+			return p[1], g.deregister(ctx, p[1], req)
 		}
 		return p[1], notAllowed(req, "POST, DELETE")
 	case len(p) == 1 && p[0] == "dp":
@@ -316,12 +339,17 @@ func (g *Gateway) route(ctx context.Context, req request) (device string, a answ
 			return "", notAllowed(req, "POST")
 		}
 		return g.report(ctx, req)
+	case len(p) == 1 && p[0] == "bs":
+		if req.method != codes.POST {
+			return "", notAllowed(req, "POST")
+		}
+		return g.enrol(ctx, req)
 	}
 	return "", diagnostic(codes.NotFound, "no resource /%s; see /.well-known/core", strings.Join(p, "/"))
 }
 
 // coreLinks lists the resources (RFC 6690).
-const coreLinks = `</rd>;rt="core.rd";ct="60 50",</dp>;rt="medfleet.dp";ct="112 110"`
+const coreLinks = `</rd>;rt="core.rd";ct="60 50",</dp>;rt="medfleet.dp";ct="112 110",</bs>;rt="medfleet.bs";ct=60`
 
 func notAllowed(req request, allowed string) answer {
 	return diagnostic(codes.MethodNotAllowed, "%s not allowed here; allowed: %s", req.method, allowed)
@@ -331,6 +359,9 @@ func (g *Gateway) register(ctx context.Context, req request) (string, answer) {
 	device := req.query[coap.QueryEndpoint]
 	if err := coap.ValidateDeviceID(device); err != nil {
 		return device, diagnostic(codes.BadRequest, "ep: %v", err)
+	}
+	if a, ok := authorize(ctx, device); !ok {
+		return device, a
 	}
 	lifetime := time.Duration(coap.DefaultLifetime) * time.Second
 	if lt, ok := req.query[coap.QueryLifetime]; ok {
@@ -347,7 +378,7 @@ func (g *Gateway) register(ctx context.Context, req request) (string, answer) {
 	if err := reg.Validate(); err != nil {
 		return device, diagnostic(codes.BadRequest, "%v", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout) // may write etcd
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, peerKey{}, req.peer), g.cfg.RequestTimeout) // may write etcd
 	defer cancel()
 	d, err := g.backend.Register(ctx, device, reg, lifetime)
 	if err != nil {
@@ -362,6 +393,9 @@ func (g *Gateway) register(ctx context.Context, req request) (string, answer) {
 }
 
 func (g *Gateway) updateRegistration(ctx context.Context, device string, req request) answer {
+	if a, ok := authorize(ctx, device); !ok {
+		return a
+	}
 	reg, a := decodeRegistration(req)
 	if reg == nil {
 		return a
@@ -375,7 +409,11 @@ func (g *Gateway) updateRegistration(ctx context.Context, device string, req req
 	return g.desired(req, codes.Changed, d)
 }
 
-func (g *Gateway) deregister(ctx context.Context, device string) answer {
+func (g *Gateway) deregister(ctx context.Context, device string, req request) answer {
+	if a, ok := authorize(ctx, device); !ok {
+		return a
+	}
+	ctx = context.WithValue(ctx, peerKey{}, req.peer)
 	if err := g.backend.Deregister(ctx, device); err != nil {
 		return g.failure(device, err)
 	}
@@ -386,6 +424,9 @@ func (g *Gateway) report(ctx context.Context, req request) (string, answer) {
 	device := req.query[coap.QueryEndpoint]
 	if err := coap.ValidateDeviceID(device); err != nil {
 		return device, diagnostic(codes.BadRequest, "ep: %v", err)
+	}
+	if a, ok := authorize(ctx, device); !ok {
+		return device, a
 	}
 	if !req.hasCF {
 		return device, diagnostic(codes.BadRequest, "content-format: required; use %d (SenML-CBOR) or %d (SenML-JSON)", coap.FormatSenMLCBOR, coap.FormatSenMLJSON)
@@ -412,6 +453,64 @@ func (g *Gateway) report(ctx context.Context, req request) (string, answer) {
 	a := g.desired(req, codes.Changed, d)
 	a.duplicate = dup
 	return device, a
+}
+
+// authorize lets a DTLS session act only for the device it authenticated
+// as, and only while that credential is current. Plain CoAP (no session)
+// is not checked: it exists only with --insecure-coap.
+func authorize(ctx context.Context, device string) (answer, bool) {
+	s := sessionOf(ctx)
+	switch {
+	case s == nil:
+		return answer{}, true
+	case s.device == "":
+		return diagnostic(codes.Forbidden, "forbidden: this session has no device credential; enrol with POST /bs first"), false
+	case s.device != device:
+		return diagnostic(codes.Forbidden, "forbidden: ep %s is not the authenticated identity %s", device, s.device), false
+	case !s.creds.Current(s.device, s.generation):
+		a := diagnostic(codes.Forbidden, "forbidden: the credential of %s was revoked or replaced; open a new DTLS session with the current one", device)
+		a.endSession = true
+		return a, false
+	}
+	return answer{}, true
+}
+
+// enrol trades an enrolment token for the device's credential. It needs a
+// DTLS session that authenticated only the server: a device that has a
+// credential does not enrol again, and plain CoAP would expose the key.
+func (g *Gateway) enrol(ctx context.Context, req request) (string, answer) {
+	device := req.query[coap.QueryEndpoint]
+	if err := coap.ValidateDeviceID(device); err != nil {
+		return device, diagnostic(codes.BadRequest, "ep: %v", err)
+	}
+	switch s := sessionOf(ctx); {
+	case s == nil:
+		return device, diagnostic(codes.Forbidden, "forbidden: enrolment needs DTLS (udp/%d)", coap.PortDTLS)
+	case s.device != "":
+		return device, diagnostic(codes.Forbidden, "forbidden: this session already authenticated %s", s.device)
+	}
+	if !req.hasCF {
+		return device, diagnostic(codes.BadRequest, "content-format: required; use %d (CBOR)", coap.FormatCBOR)
+	}
+	if req.format != coap.FormatCBOR {
+		return device, diagnostic(codes.UnsupportedMediaType, "content-format: %d is not accepted; use %d (CBOR)", req.format, coap.FormatCBOR)
+	}
+	er, err := coap.DecodeEnrolRequest(req.format, req.body)
+	if err != nil {
+		return device, diagnostic(codes.BadRequest, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, peerKey{}, req.peer), g.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := g.backend.Enrol(ctx, device, er)
+	if err != nil {
+		return device, g.failure(device, err)
+	}
+	b, err := resp.Encode()
+	if err != nil {
+		g.log.Error("coap: cannot encode the enrolment response", "err", err)
+		return device, diagnostic(codes.InternalServerError, "internal error")
+	}
+	return device, answer{code: codes.Changed, format: coap.FormatCBOR, payload: b}
 }
 
 // decodeRegistration decodes an optional registration map; a nil result

@@ -34,6 +34,9 @@ func (f failing) Deregister(context.Context, string) error { return f.err }
 func (f failing) Report(context.Context, string, *coap.Report) (*coap.Desired, bool, error) {
 	return nil, false, f.err
 }
+func (f failing) Enrol(context.Context, string, *coap.EnrolRequest) (*coap.EnrolResponse, error) {
+	return nil, f.err
+}
 
 func TestFailureCodes(t *testing.T) {
 	tests := []struct {

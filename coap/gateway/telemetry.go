@@ -37,6 +37,8 @@ type instruments struct {
 	duration   metric.Float64Histogram
 	reports    metric.Int64Counter
 	decodeErrs metric.Int64Counter
+	handshakes metric.Int64Counter
+	sessions   metric.Int64UpDownCounter
 
 	// attrs caches the measurement options of each attribute combination:
 	// the combinations are few, and building a set per request allocates.
@@ -87,7 +89,37 @@ func newInstruments(p telemetry.Providers) (*instruments, error) {
 		metric.WithDescription("Requests refused as malformed (4.00, 4.02, 4.06, 4.13, 4.15), by the kind of field at fault.")); err != nil {
 		return nil, err
 	}
+	if in.handshakes, err = m.Int64Counter("medfleet.coap.dtls.handshakes", metric.WithUnit("{handshake}"),
+		metric.WithDescription("DTLS handshakes by result: ok, or failed (bad key or certificate, revoked, timed out).")); err != nil {
+		return nil, err
+	}
+	if in.sessions, err = m.Int64UpDownCounter("medfleet.coap.dtls.sessions", metric.WithUnit("{session}"),
+		metric.WithDescription("Open DTLS sessions by how the device authenticated: psk, cert, or enrol (server-only, enrolling).")); err != nil {
+		return nil, err
+	}
+	for _, r := range []string{"ok", "failed"} {
+		in.handshakes.Add(context.Background(), 0, in.with(attrKey{result: r}))
+	}
+	for _, k := range []string{"psk", "cert", "enrol"} {
+		in.sessions.Add(context.Background(), 0, in.with(attrKey{kind: k}))
+	}
 	return in, nil
+}
+
+func (in *instruments) handshake(ctx context.Context, ok bool) {
+	r := "failed"
+	if ok {
+		r = "ok"
+	}
+	in.handshakes.Add(ctx, 1, in.with(attrKey{result: r}))
+}
+
+func (in *instruments) sessionOpened(ctx context.Context, kind string) {
+	in.sessions.Add(ctx, 1, in.with(attrKey{kind: kind}))
+}
+
+func (in *instruments) sessionClosed(ctx context.Context, kind string) {
+	in.sessions.Add(ctx, -1, in.with(attrKey{kind: kind}))
 }
 
 // start opens the server span of a request, as a child of the traceparent
@@ -147,6 +179,8 @@ func routeOf(path []string) string {
 		return coap.PathRegistration + "/{device}"
 	case len(path) == 1 && path[0] == "dp":
 		return coap.PathData
+	case len(path) == 1 && path[0] == "bs":
+		return coap.PathBootstrap
 	}
 	return routeUnknown
 }
