@@ -30,6 +30,7 @@ var filterFields = map[string][]string{
 	"manufacturer":     nil,
 	"serial":           nil,
 	"udi":              nil,
+	"site":             nil,
 	"firmware_version": nil,
 	"connectivity":     {"ONLINE", "OFFLINE"},
 	"clinical_state":   {"IDLE", "IN_USE", "CHARGING", "FAULT", "UNSPECIFIED"},
@@ -75,7 +76,7 @@ func ParseFilter(s string) (*Filter, error) {
 		} else {
 			enums, known := filterFields[t.field]
 			if !known {
-				return nil, filterErr("unknown field %q; known: profile, model, manufacturer, serial, udi, firmware_version, connectivity, clinical_state, labels.<key>", t.field)
+				return nil, filterErr("unknown field %q; known: profile, model, manufacturer, serial, udi, site, firmware_version, connectivity, clinical_state, labels.<key>", t.field)
 			}
 			if enums != nil {
 				t.value = strings.TrimPrefix(strings.ToUpper(t.value), strings.ToUpper(t.field)+"_")
@@ -118,6 +119,8 @@ func (f *Filter) match(d *pb.Device, st *pb.DeviceStatus, conn func() pb.Connect
 			got = d.GetSerial()
 		case "udi":
 			got = d.GetUdi()
+		case "site":
+			got = d.GetSite()
 		case "firmware_version":
 			got = st.GetFirmwareVersion()
 		case "connectivity":

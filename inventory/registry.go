@@ -29,7 +29,7 @@ const (
 var labelKeyPattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,62}$`)
 
 // UpdatableFields are the registry fields UpdateDevice may change.
-var UpdatableFields = []string{"profile", "model", "manufacturer", "serial", "udi", "labels"}
+var UpdatableFields = []string{"profile", "model", "manufacturer", "serial", "udi", "labels", "site"}
 
 // Create adds a device. With a requestID seen in the last 24 hours it
 // returns the device that request created instead.
@@ -50,6 +50,7 @@ func (inv *Inventory) Create(ctx context.Context, id string, d *pb.Device, reque
 		Manufacturer: d.GetManufacturer(),
 		Serial:       d.GetSerial(),
 		Udi:          d.GetUdi(),
+		Site:         d.GetSite(),
 		Labels:       d.GetLabels(),
 		CreateTime:   ts(now),
 		UpdateTime:   ts(now),
@@ -104,6 +105,9 @@ type ListRequest struct {
 	PageToken          string
 	Filter             string
 	ShowDecommissioned bool
+	// Site, when set, confines the listing to one site's devices whatever
+	// the filter says.
+	Site string
 }
 
 // ListResult is one page of devices.
@@ -126,6 +130,9 @@ func (inv *Inventory) List(req ListRequest) (*ListResult, error) {
 	f, err := ParseFilter(req.Filter)
 	if err != nil {
 		return nil, err
+	}
+	if req.Site != "" {
+		f.terms = append(f.terms, term{field: "site", value: req.Site})
 	}
 	query := queryDigest(f.String(), req.ShowDecommissioned)
 	after, err := decodePageToken(req.PageToken, query)
@@ -200,7 +207,7 @@ func (inv *Inventory) Update(ctx context.Context, id string, d *pb.Device, paths
 	}
 	for _, p := range paths {
 		if !slices.Contains(UpdatableFields, p) {
-			return nil, &FieldError{Field: "update_mask", Reason: fmt.Sprintf("%q cannot be updated; updatable: profile, model, manufacturer, serial, udi, labels", p)}
+			return nil, &FieldError{Field: "update_mask", Reason: fmt.Sprintf("%q cannot be updated; updatable: profile, model, manufacturer, serial, udi, labels, site", p)}
 		}
 	}
 	return inv.modify(ctx, id, etag, func(spec *pb.Device) error {
@@ -216,6 +223,8 @@ func (inv *Inventory) Update(ctx context.Context, id string, d *pb.Device, paths
 				spec.Serial = d.GetSerial()
 			case "udi":
 				spec.Udi = d.GetUdi()
+			case "site":
+				spec.Site = d.GetSite()
 			case "labels":
 				spec.Labels = maps.Clone(d.GetLabels())
 			}
@@ -270,6 +279,8 @@ func (inv *Inventory) modify(ctx context.Context, id, etag string, change func(*
 	return inv.view(id, e, inv.now()), nil
 }
 
+var sitePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
 // validateSpec checks the registry fields of a device; prefix is the path
 // of the device in the request ("device.").
 func validateSpec(prefix string, d *pb.Device) error {
@@ -288,6 +299,9 @@ func validateSpec(prefix string, d *pb.Device) error {
 	}
 	if d.GetModel() == "" {
 		return &FieldError{Field: prefix + "model", Reason: "required"}
+	}
+	if site := d.GetSite(); site != "" && !sitePattern.MatchString(site) {
+		return &FieldError{Field: prefix + "site", Reason: fmt.Sprintf("%q is not a site id: 1-64 of [a-z0-9._-], starting with a letter or digit", site)}
 	}
 	if len(d.GetLabels()) > maxLabels {
 		return &FieldError{Field: prefix + "labels", Reason: fmt.Sprintf("%d labels, at most %d", len(d.GetLabels()), maxLabels)}

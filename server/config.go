@@ -14,20 +14,23 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/medfleet/medfleet/coap/gateway"
+	"github.com/medfleet/medfleet/credentials"
 	"github.com/medfleet/medfleet/inventory"
 )
 
 // Config is everything medfleetd can be told, from flags or a YAML file.
 type Config struct {
-	// DataDir holds the embedded etcd's data (DataDir/etcd).
+	// DataDir holds the embedded etcd's data (DataDir/etcd), the CAs and keys
+	// (DataDir/tls) and the first administrator's token (DataDir/admin.token).
 	DataDir string     `yaml:"data_dir"`
 	Etcd    EtcdConfig `yaml:"etcd"`
 	GRPC    GRPCConfig `yaml:"grpc"`
 	CoAP    CoAPConfig `yaml:"coap"`
 	HTTP    HTTPConfig `yaml:"http"`
 
-	Inventory inventory.Config `yaml:"inventory"`
-	Telemetry TelemetryConfig  `yaml:"telemetry"`
+	Inventory   inventory.Config   `yaml:"inventory"`
+	Credentials credentials.Config `yaml:"credentials"`
+	Telemetry   TelemetryConfig    `yaml:"telemetry"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -52,13 +55,31 @@ type EtcdConfig struct {
 // GRPCConfig is the API listener.
 type GRPCConfig struct {
 	Listen string `yaml:"listen"`
+	// Insecure serves plaintext gRPC without authentication: every caller
+	// is an administrator. For development on one machine only.
+	Insecure bool `yaml:"insecure"`
+	// TLSCert and TLSKey are the server's certificate and key (PEM). Empty:
+	// medfleetd issues its own from its CA in {data_dir}/tls.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// ClientCA verifies client certificates (PEM). Empty: medfleetd's own
+	// CA, which also signs users' certificates (SignUserCertificate).
+	ClientCA string `yaml:"client_ca"`
 }
 
 // CoAPConfig is the device protocol listener.
 type CoAPConfig struct {
-	// Listen is the UDP address of plain CoAP.
-	Listen         string `yaml:"listen"`
-	gateway.Config `yaml:",inline"`
+	// DTLSListen is the UDP address of CoAP over DTLS.
+	DTLSListen string `yaml:"dtls_listen"`
+	// Insecure also serves plain CoAP on Listen, where devices are not
+	// authenticated. For development and for legacy devices on an isolated
+	// network only.
+	Insecure bool `yaml:"insecure"`
+	// Listen is the UDP address of plain CoAP, used only when Insecure.
+	Listen string `yaml:"listen"`
+	// HandshakeTimeout bounds one DTLS handshake.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	gateway.Config   `yaml:",inline"`
 }
 
 // HTTPConfig is the HTTP listener (/healthz).
@@ -85,9 +106,10 @@ func DefaultConfig() Config {
 			CompactionRetention: time.Hour,
 		},
 		GRPC:            GRPCConfig{Listen: "127.0.0.1:7443"},
-		CoAP:            CoAPConfig{Listen: ":5683", Config: gateway.DefaultConfig()},
+		CoAP:            CoAPConfig{DTLSListen: ":5684", Listen: ":5683", HandshakeTimeout: 10 * time.Second, Config: gateway.DefaultConfig()},
 		HTTP:            HTTPConfig{Listen: ":8080"},
 		Inventory:       inventory.DefaultConfig(),
+		Credentials:     credentials.DefaultConfig(),
 		Telemetry:       TelemetryConfig{TraceSampleRatio: 0.01},
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -142,7 +164,7 @@ func (c Config) Validate() error {
 	if c.Etcd.DialTimeout <= 0 {
 		return errors.New("etcd.dial_timeout: must be positive")
 	}
-	for _, a := range []struct{ field, value string }{{"grpc.listen", c.GRPC.Listen}, {"coap.listen", c.CoAP.Listen}, {"http.listen", c.HTTP.Listen}} {
+	for _, a := range []struct{ field, value string }{{"grpc.listen", c.GRPC.Listen}, {"coap.dtls_listen", c.CoAP.DTLSListen}, {"coap.listen", c.CoAP.Listen}, {"http.listen", c.HTTP.Listen}} {
 		if _, _, err := net.SplitHostPort(a.value); err != nil {
 			return fmt.Errorf("%s: %q is not host:port: %v", a.field, a.value, err)
 		}
@@ -153,7 +175,27 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown_timeout: must be positive")
 	}
+	if (c.GRPC.TLSCert == "") != (c.GRPC.TLSKey == "") {
+		return errors.New("grpc.tls_cert: tls_cert and tls_key go together")
+	}
+	for _, f := range []struct{ field, path string }{{"grpc.tls_cert", c.GRPC.TLSCert}, {"grpc.tls_key", c.GRPC.TLSKey}, {"grpc.client_ca", c.GRPC.ClientCA}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %v", f.field, err)
+		}
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: required: it keeps the CAs and keys in data_dir/tls")
+	}
+	if c.CoAP.HandshakeTimeout < 100*time.Millisecond {
+		return fmt.Errorf("coap.handshake_timeout: %v is under 100ms", c.CoAP.HandshakeTimeout)
+	}
 	if err := c.CoAP.Config.Validate(); err != nil {
+		return err
+	}
+	if err := c.Credentials.Validate(); err != nil {
 		return err
 	}
 	return c.Inventory.Validate()

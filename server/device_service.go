@@ -2,8 +2,13 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/medfleet/medfleet/coap"
 	"github.com/medfleet/medfleet/inventory"
@@ -17,26 +22,53 @@ type deviceService struct {
 	log *slog.Logger
 }
 
+// inScope reports whether the caller may see d: callers confined to a
+// site see only that site's devices.
+func inScope(ctx context.Context, d *pb.Device) bool {
+	p := principalFrom(ctx)
+	return p == nil || p.Site == "" || d.GetSite() == p.Site
+}
+
+// get returns a device the caller may see; others are NotFound, so that
+// a confined caller cannot learn which ids exist elsewhere.
+func (s *deviceService) get(ctx context.Context, field, name string) (string, *pb.Device, error) {
+	id, err := parseDeviceName(field, name)
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := s.inv.Get(id)
+	if err == nil && !inScope(ctx, d) {
+		err = fmt.Errorf("device %s: %w", id, inventory.ErrNotFound)
+	}
+	return id, d, err
+}
+
 func (s *deviceService) CreateDevice(ctx context.Context, req *pb.CreateDeviceRequest) (*pb.Device, error) {
+	if site := principalFrom(ctx).Site; site != "" {
+		switch dev := req.GetDevice(); {
+		case dev == nil:
+		case dev.GetSite() == "":
+			dev.Site = site
+		case dev.GetSite() != site:
+			return nil, status.Errorf(codes.PermissionDenied, "device.site: you may create devices of site %s only", site)
+		}
+	}
 	d, err := s.inv.Create(ctx, req.GetDeviceId(), req.GetDevice(), req.GetRequestId())
 	return d, grpcError(s.log, "CreateDevice", err)
 }
 
-func (s *deviceService) GetDevice(_ context.Context, req *pb.GetDeviceRequest) (*pb.Device, error) {
-	id, err := parseDeviceName("name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	d, err := s.inv.Get(id)
+func (s *deviceService) GetDevice(ctx context.Context, req *pb.GetDeviceRequest) (*pb.Device, error) {
+	_, d, err := s.get(ctx, "name", req.GetName())
 	return d, grpcError(s.log, "GetDevice", err)
 }
 
-func (s *deviceService) ListDevices(_ context.Context, req *pb.ListDevicesRequest) (*pb.ListDevicesResponse, error) {
+func (s *deviceService) ListDevices(ctx context.Context, req *pb.ListDevicesRequest) (*pb.ListDevicesResponse, error) {
 	res, err := s.inv.List(inventory.ListRequest{
 		PageSize:           int(req.GetPageSize()),
 		PageToken:          req.GetPageToken(),
 		Filter:             req.GetFilter(),
 		ShowDecommissioned: req.GetShowDecommissioned(),
+		Site:               principalFrom(ctx).Site,
 	})
 	if err != nil {
 		return nil, grpcError(s.log, "ListDevices", err)
@@ -48,18 +80,22 @@ func (s *deviceService) UpdateDevice(ctx context.Context, req *pb.UpdateDeviceRe
 	if req.GetDevice() == nil {
 		return nil, invalidArgument("device", "required")
 	}
-	id, err := parseDeviceName("device.name", req.GetDevice().GetName())
+	id, _, err := s.get(ctx, "device.name", req.GetDevice().GetName())
 	if err != nil {
-		return nil, err
+		return nil, grpcError(s.log, "UpdateDevice", err)
+	}
+	if site := principalFrom(ctx).Site; site != "" && req.GetDevice().GetSite() != site &&
+		(slices.Contains(req.GetUpdateMask().GetPaths(), "site") || slices.Contains(req.GetUpdateMask().GetPaths(), "*")) {
+		return nil, status.Errorf(codes.PermissionDenied, "device.site: you may not move a device out of site %s", site)
 	}
 	d, err := s.inv.Update(ctx, id, req.GetDevice(), req.GetUpdateMask().GetPaths(), req.GetDevice().GetEtag())
 	return d, grpcError(s.log, "UpdateDevice", err)
 }
 
 func (s *deviceService) DeleteDevice(ctx context.Context, req *pb.DeleteDeviceRequest) (*pb.Device, error) {
-	id, err := parseDeviceName("name", req.GetName())
+	id, _, err := s.get(ctx, "name", req.GetName())
 	if err != nil {
-		return nil, err
+		return nil, grpcError(s.log, "DeleteDevice", err)
 	}
 	d, err := s.inv.Decommission(ctx, id, req.GetEtag())
 	return d, grpcError(s.log, "DeleteDevice", err)

@@ -9,6 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/medfleet/medfleet/access"
+	"github.com/medfleet/medfleet/audit"
+	"github.com/medfleet/medfleet/credentials"
 	"github.com/medfleet/medfleet/inventory"
 )
 
@@ -16,19 +19,30 @@ import (
 // API boundary does it. It walks the chain with errors.Is and errors.As, so
 // wrapped errors map too. Unknown errors are logged once and become Internal.
 func grpcError(log *slog.Logger, method string, err error) error {
-	var fe *inventory.FieldError
+	var (
+		fe  *inventory.FieldError
+		afe *access.FieldError
+		cfe *credentials.FieldError
+		ufe *audit.FieldError
+	)
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &fe):
 		return invalidArgument(fe.Field, fe.Reason)
-	case errors.Is(err, inventory.ErrNotFound):
+	case errors.As(err, &afe):
+		return invalidArgument(afe.Field, afe.Reason)
+	case errors.As(err, &cfe):
+		return invalidArgument(cfe.Field, cfe.Reason)
+	case errors.As(err, &ufe):
+		return invalidArgument(ufe.Field, ufe.Reason)
+	case errors.Is(err, inventory.ErrNotFound), errors.Is(err, access.ErrNotFound), errors.Is(err, credentials.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, inventory.ErrAlreadyExists):
+	case errors.Is(err, inventory.ErrAlreadyExists), errors.Is(err, access.ErrAlreadyExists):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, inventory.ErrDecommissioned):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, inventory.ErrConflict):
+	case errors.Is(err, inventory.ErrConflict), errors.Is(err, access.ErrConflict), errors.Is(err, credentials.ErrConflict):
 		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())

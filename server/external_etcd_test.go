@@ -77,7 +77,7 @@ func startExternalEtcd(t *testing.T) string {
 
 func TestExternalEtcd(t *testing.T) {
 	endpoint := startExternalEtcd(t)
-	cfg := testConfig(t, "") // no data dir: nothing embedded
+	cfg := testConfig(t, t.TempDir()) // the data dir keeps only keys: nothing embedded
 	cfg.Etcd.Endpoints = []string{endpoint}
 	ts := startServer(t, cfg)
 	cc := dialCoAP(t, ts)

@@ -18,12 +18,16 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	grpccreds "google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/medfleet/medfleet/access"
+	"github.com/medfleet/medfleet/audit"
 	"github.com/medfleet/medfleet/coap/gateway"
+	"github.com/medfleet/medfleet/credentials"
 	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/inventory"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
@@ -40,13 +44,18 @@ type Server struct {
 	addrs Addrs
 	inv   *inventory.Inventory
 	gw    *gateway.Gateway
+	creds *credentials.Store
+	keys  *keys
 }
 
 // Addrs are the addresses the server listens on, once it is ready.
 type Addrs struct {
 	GRPC net.Addr
-	CoAP net.Addr
-	HTTP net.Addr
+	// CoAPDTLS is CoAP over DTLS; CoAP is plain CoAP, nil unless
+	// coap.insecure.
+	CoAPDTLS net.Addr
+	CoAP     net.Addr
+	HTTP     net.Addr
 }
 
 // Option changes how New builds a server.
@@ -86,6 +95,24 @@ func (s *Server) Inventory() *inventory.Inventory {
 	return s.inv
 }
 
+// CreateEnrollment makes a one-time enrolment token for device, as the
+// in-process fleet simulator needs; valid after Ready.
+func (s *Server) CreateEnrollment(ctx context.Context, device string) (string, error) {
+	s.mu.Lock()
+	creds := s.creds
+	s.mu.Unlock()
+	_, tok, err := creds.CreateEnrollment(ctx, device, "system", 0)
+	return tok, err
+}
+
+// CACertificate is the PEM of the CA that signs medfleetd's certificate:
+// what devices and clients trust. Valid after Ready.
+func (s *Server) CACertificate() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys.serverCA.PEM()
+}
+
 // GatewayStats returns the CoAP gateway's counters; zero before Ready.
 func (s *Server) GatewayStats() gateway.Stats {
 	s.mu.Lock()
@@ -101,8 +128,8 @@ func (s *Server) GatewayStats() gateway.Stats {
 // Shutdown order: the CoAP gateway stops first, so no report is
 // acknowledged that the last checkpoint might miss; then the gRPC server
 // drains its calls (bounded by shutdown_timeout) and HTTP stops; then the
-// inventory writes its last checkpoint; the etcd client and the embedded
-// etcd close last.
+// audit log commits what is pending and the inventory writes its last
+// checkpoint; the etcd client and the embedded etcd close last.
 func (s *Server) Run(ctx context.Context) error {
 	start := time.Now()
 	tel := s.tel
@@ -121,6 +148,10 @@ func (s *Server) Run(ctx context.Context) error {
 		tel = sdk
 	}
 
+	k, err := loadKeys(s.cfg, time.Now())
+	if err != nil {
+		return err
+	}
 	store, err := openEtcd(ctx, s.cfg, s.log, tel.Providers)
 	if err != nil {
 		return err
@@ -131,13 +162,29 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	users := access.New(store.client, s.log.With("component", "access"), time.Now)
+	creds, err := credentials.New(s.cfg.Credentials, store.client, k.pskSecret, k.deviceCA, s.log.With("component", "credentials"), time.Now)
+	if err != nil {
+		return err
+	}
+	auditLog, err := audit.New(audit.DefaultConfig(), store.client, s.log.With("component", "audit"), time.Now)
+	if err != nil {
+		return err
+	}
 	loadCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = inv.Load(loadCtx)
+	err = errors.Join(inv.Load(loadCtx), users.Load(loadCtx), creds.Load(loadCtx))
+	if err == nil {
+		var created bool
+		if created, err = users.Bootstrap(loadCtx, s.cfg.AdminTokenPath()); created {
+			s.log.Info("created the first administrator, admin; its token is in the file", "file", s.cfg.AdminTokenPath())
+		}
+	}
 	cancel()
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(s.cfg.CoAP.Config, coapBackend{inv: inv}, s.log.With("component", "coap"), tel.Providers)
+	backend := coapBackend{inv: inv, creds: creds, audit: auditLog, serverCA: k.serverCA, log: s.log.With("component", "coap")}
+	gw, err := gateway.New(s.cfg.CoAP.Config, backend, s.log.With("component", "coap"), tel.Providers)
 	if err != nil {
 		return err
 	}
@@ -153,39 +200,69 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("http.listen: %w", err)
 	}
 	defer httpLn.Close()
-	coapAddr, err := net.ResolveUDPAddr("udp", s.cfg.CoAP.Listen)
+	dtlsCfg := gateway.DTLSConfig{Certificate: k.serverCert, DeviceCAs: k.deviceCA.Pool(), Credentials: creds, HandshakeTimeout: s.cfg.CoAP.HandshakeTimeout}
+	dtlsLn, err := gw.ListenDTLS(s.cfg.CoAP.DTLSListen, dtlsCfg)
 	if err != nil {
-		return fmt.Errorf("coap.listen: %w", err)
+		return fmt.Errorf("coap.dtls_listen: %w", err)
 	}
-	coapConn, err := net.ListenUDP("udp", coapAddr)
-	if err != nil {
-		return fmt.Errorf("coap.listen: %w", err)
+	var coapConn *net.UDPConn
+	if s.cfg.CoAP.Insecure {
+		s.log.Warn("INSECURE: plain CoAP is on (--insecure-coap): any host that reaches this port can report as any device", "listen", s.cfg.CoAP.Listen)
+		coapAddr, err := net.ResolveUDPAddr("udp", s.cfg.CoAP.Listen)
+		if err != nil {
+			return fmt.Errorf("coap.listen: %w", err)
+		}
+		if coapConn, err = net.ListenUDP("udp", coapAddr); err != nil {
+			return fmt.Errorf("coap.listen: %w", err)
+		}
 	}
 
-	healthSrv := health.NewServer()
-	grpcSrv := grpc.NewServer(
+	authz := &authorizer{insecure: s.cfg.GRPC.Insecure, users: users, audit: auditLog, log: s.log}
+	grpcOpts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer),
 			otelgrpc.WithMeterProvider(tel.Meter), otelgrpc.WithPropagators(tel.Propagator))),
-		grpc.ChainUnaryInterceptor(accessLog(s.log)))
+		grpc.ChainUnaryInterceptor(accessLog(s.log), authz.unary),
+		grpc.ChainStreamInterceptor(authz.stream),
+	}
+	if s.cfg.GRPC.Insecure {
+		s.log.Warn("INSECURE: gRPC is plaintext and unauthenticated (--insecure-grpc): every caller is an administrator", "listen", s.cfg.GRPC.Listen)
+	} else {
+		grpcOpts = append(grpcOpts, grpc.Creds(grpccreds.NewTLS(k.grpcTLS())))
+	}
+	healthSrv := health.NewServer()
+	grpcSrv := grpc.NewServer(grpcOpts...)
 	pb.RegisterDeviceServiceServer(grpcSrv, &deviceService{inv: inv, log: s.log})
+	pb.RegisterAccessServiceServer(grpcSrv, &accessService{users: users, clientCA: k.clientCA, log: s.log, now: time.Now})
+	pb.RegisterCredentialServiceServer(grpcSrv, &credentialService{creds: creds, inv: inv, serverCA: k.serverCA, log: s.log})
+	pb.RegisterAuditServiceServer(grpcSrv, &auditService{log: auditLog, slg: s.log})
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
 	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics), ReadHeaderTimeout: 10 * time.Second}
 
 	s.mu.Lock()
-	s.inv, s.gw = inv, gw
-	s.addrs = Addrs{GRPC: grpcLn.Addr(), CoAP: coapConn.LocalAddr(), HTTP: httpLn.Addr()}
+	s.inv, s.gw, s.creds, s.keys = inv, gw, creds, k
+	s.addrs = Addrs{GRPC: grpcLn.Addr(), CoAPDTLS: dtlsLn.Addr(), HTTP: httpLn.Addr()}
+	if coapConn != nil {
+		s.addrs.CoAP = coapConn.LocalAddr()
+	}
 	s.mu.Unlock()
 
-	// Two lifetimes: the inventory's checkpointer outlives the listeners, so
-	// that its last checkpoint covers everything they accepted.
-	invCtx, stopInv := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopInv()
-	invDone := make(chan error, 1)
-	go func() { invDone <- inv.Run(invCtx) }()
+	// Two lifetimes: the inventory's checkpointer and the audit log outlive
+	// the listeners, so that the last checkpoint covers everything they
+	// accepted and every mutation they made is recorded.
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBg()
+	invDone, auditDone := make(chan error, 1), make(chan error, 1)
+	go func() { invDone <- inv.Run(bgCtx) }()
+	go func() { auditDone <- auditLog.Run(bgCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gw.Serve(gctx, coapConn) })
+	g.Go(func() error { return users.Run(gctx) })
+	g.Go(func() error { return creds.Run(gctx) })
+	g.Go(func() error { return gw.ServeDTLS(gctx, dtlsLn, dtlsCfg) })
+	if coapConn != nil {
+		g.Go(func() error { return gw.Serve(gctx, coapConn) })
+	}
 	g.Go(func() error {
 		if err := grpcSrv.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("grpc: %w", err)
@@ -213,12 +290,15 @@ func (s *Server) Run(ctx context.Context) error {
 		return httpSrv.Shutdown(sctx)
 	})
 
-	s.log.Info("medfleetd ready", "grpc", grpcLn.Addr().String(), "coap", coapConn.LocalAddr().String(),
+	s.log.Info("medfleetd ready", "grpc", grpcLn.Addr().String(), "coaps", dtlsLn.Addr().String(), "coap", s.addrs.CoAP,
 		"http", httpLn.Addr().String(), "devices", inv.Len(), "took", time.Since(start).Round(time.Millisecond))
 	close(s.ready)
 
 	err = g.Wait()
-	stopInv()
+	stopBg()
+	if aerr := <-auditDone; aerr != nil {
+		err = errors.Join(err, aerr)
+	}
 	if cerr := <-invDone; cerr != nil {
 		s.log.Error("last checkpoint failed: status since the previous one is lost until devices report again", "err", cerr)
 		err = errors.Join(err, cerr)

@@ -291,3 +291,8 @@ func LoadOrCreateSecret(path string) ([]byte, error) {
 	}
 	return s, writeFile(path, []byte(hex.EncodeToString(s)+"\n"), 0o600)
 }
+
+// NewCSR makes a PKCS #10 request (DER) for key naming cn.
+func NewCSR(key crypto.Signer, cn string) ([]byte, error) {
+	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+}

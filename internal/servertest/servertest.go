@@ -14,14 +14,26 @@ import (
 )
 
 // Config returns a configuration for a test server: data in a temporary
-// directory, all listeners on 127.0.0.1 with ports the system picks.
+// directory, all listeners on 127.0.0.1 with ports the system picks, plain
+// CoAP and plaintext, unauthenticated gRPC besides DTLS. SecureConfig is
+// the production posture.
 func Config(t testing.TB) server.Config {
+	t.Helper()
+	cfg := SecureConfig(t)
+	cfg.GRPC.Insecure, cfg.CoAP.Insecure = true, true
+	return cfg
+}
+
+// SecureConfig is Config with TLS and authentication on gRPC and DTLS only
+// for devices, as medfleetd runs by default. The first administrator's
+// token is in cfg.AdminTokenPath() once the server is ready.
+func SecureConfig(t testing.TB) server.Config {
 	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	clientURL, peerURL := etcdtest.FreeURL(t), etcdtest.FreeURL(t)
 	cfg.Etcd.ListenClient, cfg.Etcd.ListenPeer = clientURL.String(), peerURL.String()
-	cfg.GRPC.Listen, cfg.CoAP.Listen, cfg.HTTP.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPC.Listen, cfg.CoAP.Listen, cfg.CoAP.DTLSListen, cfg.HTTP.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	return cfg
 }
 
