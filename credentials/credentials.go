@@ -16,6 +16,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,7 +39,9 @@ const (
 	enrollmentsPrefix = "/medfleet/v1/enrollments/"
 )
 
-// PSKSize is the length of a derived pre-shared key, in bytes.
+// PSKSize is the length of a derived pre-shared key, in bytes: 32 base64url
+// characters carrying 192 bits, so that the key can be typed into any
+// device's provisioning tool (libcoap's -k takes text).
 const PSKSize = 32
 
 // Expected outcomes.
@@ -145,7 +148,7 @@ func (s *Store) psk(device string, gen uint64) []byte {
 	m.Write([]byte(device))
 	m.Write([]byte{0})
 	m.Write(binary.BigEndian.AppendUint64(nil, gen))
-	return m.Sum(nil)[:PSKSize]
+	return []byte(base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:24]))
 }
 
 // IssuePSK gives device a new pre-shared key; its previous credential, of

@@ -53,7 +53,14 @@ func testConfig(t testing.TB, dataDir string) Config {
 
 func startServer(t testing.TB, cfg Config, opts ...Option) *testServer {
 	t.Helper()
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
+	return startServerLog(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
+}
+
+// startServerLog starts a server that logs to log. Its client speaks TLS
+// with the first administrator's token unless cfg is insecure.
+func startServerLog(t testing.TB, cfg Config, log *slog.Logger, opts ...Option) *testServer {
+	t.Helper()
+	srv, err := New(cfg, log, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -67,9 +74,13 @@ func startServer(t testing.TB, cfg Config, opts ...Option) *testServer {
 	case <-time.After(30 * time.Second):
 		t.Fatal("server not ready after 30s")
 	}
-	ts.conn, err = grpc.NewClient(srv.Addrs().GRPC.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	if cfg.GRPC.Insecure {
+		ts.conn, err = grpc.NewClient(srv.Addrs().GRPC.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		ts.conn = dialTLS(t, cfg, srv.Addrs().GRPC.String(), adminToken(t, cfg), nil)
 	}
 	ts.client = pb.NewDeviceServiceClient(ts.conn)
 	t.Cleanup(ts.stop)
