@@ -3,7 +3,9 @@
 //
 //	medfleetd [--config medfleetd.yaml] [--data-dir DIR] [--etcd-endpoints URLS]
 //	          [--etcd-listen-client URL] [--etcd-listen-peer URL]
-//	          [--grpc-listen ADDR] [--coap-listen ADDR] [--http-listen ADDR]
+//	          [--grpc-listen ADDR] [--coap-dtls-listen ADDR] [--http-listen ADDR]
+//	          [--tls-cert FILE --tls-key FILE] [--client-ca FILE]
+//	          [--insecure-grpc] [--insecure-coap [--coap-listen ADDR]]
 //	          [--simulate N] [--simulate-time-scale X] [--trace-sample-ratio R]
 //	          [--log-level LEVEL]
 //
@@ -53,7 +55,13 @@ func run(args []string) error {
 		etcdClient    = fs.String("etcd-listen-client", "", "embedded etcd's client URL, for etcdctl (default http://127.0.0.1:2379)")
 		etcdPeer      = fs.String("etcd-listen-peer", "", "embedded etcd's peer URL (default http://127.0.0.1:2380)")
 		grpcListen    = fs.String("grpc-listen", "", "gRPC API address (default 127.0.0.1:7443)")
-		coapListen    = fs.String("coap-listen", "", "plain CoAP UDP address (default :5683)")
+		coapListen    = fs.String("coap-listen", "", "plain CoAP UDP address, with --insecure-coap (default :5683)")
+		dtlsListen    = fs.String("coap-dtls-listen", "", "CoAP over DTLS UDP address (default :5684)")
+		tlsCert       = fs.String("tls-cert", "", "the API's TLS certificate, PEM (default: issued by medfleetd's own CA in DATA_DIR/tls)")
+		tlsKey        = fs.String("tls-key", "", "the key of --tls-cert, PEM")
+		clientCA      = fs.String("client-ca", "", "CA that signs client certificates, PEM (default: medfleetd's own CA)")
+		insecureGRPC  = fs.Bool("insecure-grpc", false, "INSECURE: plaintext gRPC without authentication; every caller is an administrator (development only)")
+		insecureCoAP  = fs.Bool("insecure-coap", false, "INSECURE: also serve plain CoAP on --coap-listen, where devices are not authenticated")
 		httpListen    = fs.String("http-listen", "", "HTTP address for /healthz (default :8080)")
 		simulate      = fs.Int("simulate", 0, "also run this many simulated devices in this process")
 		simTimeScale  = fs.Float64("simulate-time-scale", 60, "simulated device seconds per real second")
@@ -100,6 +108,18 @@ func run(args []string) error {
 			cfg.GRPC.Listen = *grpcListen
 		case "coap-listen":
 			cfg.CoAP.Listen = *coapListen
+		case "coap-dtls-listen":
+			cfg.CoAP.DTLSListen = *dtlsListen
+		case "tls-cert":
+			cfg.GRPC.TLSCert = *tlsCert
+		case "tls-key":
+			cfg.GRPC.TLSKey = *tlsKey
+		case "client-ca":
+			cfg.GRPC.ClientCA = *clientCA
+		case "insecure-grpc":
+			cfg.GRPC.Insecure = *insecureGRPC
+		case "insecure-coap":
+			cfg.CoAP.Insecure = *insecureCoAP
 		case "http-listen":
 			cfg.HTTP.Listen = *httpListen
 		case "report-interval":
@@ -138,12 +158,17 @@ func run(args []string) error {
 		stopServer()
 		return <-errc
 	}
+	// The simulated devices enrol themselves over DTLS, with tokens the
+	// server makes for them, as a real device would with one from
+	// medfleetctl.
 	sim, err := agent.NewSimulator(agent.SimConfig{
-		Server:    loopback(srv.Addrs().CoAP),
+		Server:    loopback(srv.Addrs().CoAPDTLS),
 		Devices:   *simulate,
 		StateDir:  filepath.Join(cfg.DataDir, "simulator"),
 		Interval:  *simInterval,
 		TimeScale: *simTimeScale,
+		CA:        srv.CACertificate(),
+		Enroll:    srv.CreateEnrollment,
 	}, log.With("component", "simulator"))
 	if err != nil {
 		stopServer()

@@ -5,9 +5,16 @@ package servertest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/medfleet/medfleet/internal/etcdtest"
 	"github.com/medfleet/medfleet/server"
@@ -68,3 +75,35 @@ func Start(t testing.TB, cfg server.Config, opts ...server.Option) *server.Serve
 	}
 	return srv
 }
+
+// Dial connects to a secure server's API over TLS as its first
+// administrator.
+func Dial(t testing.TB, cfg server.Config, srv *server.Server) *grpc.ClientConn {
+	t.Helper()
+	caPEM, err := os.ReadFile(cfg.CAPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(cfg.AdminTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	cc, err := grpc.NewClient(srv.Addrs().GRPC.String(),
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})),
+		grpc.WithPerRPCCredentials(bearer(strings.TrimSpace(string(tok)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// bearer sends a token with every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return true }
