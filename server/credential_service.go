@@ -130,7 +130,10 @@ func (s *credentialService) credentialName(ctx context.Context, name string) (st
 	if err != nil {
 		return "", err
 	}
-	if d, err := s.inv.Get(id); err == nil && !inScope(ctx, d) || err != nil && principalFrom(ctx).Site != "" {
+	// A caller confined to a site sees only credentials of its site's
+	// devices; unregistered devices belong to no site.
+	d, err := s.inv.Get(id)
+	if err != nil && principalFrom(ctx).Site != "" || err == nil && !inScope(ctx, d) {
 		return "", status.Errorf(codes.NotFound, "device %s not found", id)
 	}
 	return id, nil

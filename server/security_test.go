@@ -110,6 +110,10 @@ func pskOpts(identity string, key []byte) []piondtls.ClientOption {
 func tryPost(cc *udpclient.Conn, path string, cf coapFormat, body []byte, q ...string) (codes.Code, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	return tryPostCtx(ctx, cc, path, cf, body, q...)
+}
+
+func tryPostCtx(ctx context.Context, cc *udpclient.Conn, path string, cf coapFormat, body []byte, q ...string) (codes.Code, string, error) {
 	resp, err := cc.Post(ctx, path, cf, bytes.NewReader(body), query(q...)...)
 	if err != nil {
 		return 0, "", err
