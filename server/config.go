@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/medfleet/medfleet/audit"
 	"github.com/medfleet/medfleet/coap/gateway"
 	"github.com/medfleet/medfleet/credentials"
 	"github.com/medfleet/medfleet/inventory"
@@ -30,6 +31,7 @@ type Config struct {
 
 	Inventory   inventory.Config   `yaml:"inventory"`
 	Credentials credentials.Config `yaml:"credentials"`
+	Audit       audit.Config       `yaml:"audit"`
 	Telemetry   TelemetryConfig    `yaml:"telemetry"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -110,6 +112,7 @@ func DefaultConfig() Config {
 		HTTP:            HTTPConfig{Listen: ":8080"},
 		Inventory:       inventory.DefaultConfig(),
 		Credentials:     credentials.DefaultConfig(),
+		Audit:           audit.DefaultConfig(),
 		Telemetry:       TelemetryConfig{TraceSampleRatio: 0.01},
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -196,6 +199,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Credentials.Validate(); err != nil {
+		return err
+	}
+	if err := c.Audit.Validate(); err != nil {
 		return err
 	}
 	return c.Inventory.Validate()

@@ -167,7 +167,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	auditLog, err := audit.New(audit.DefaultConfig(), store.client, s.log.With("component", "audit"), time.Now)
+	auditLog, err := audit.New(s.cfg.Audit, store.client, s.log.With("component", "audit"), time.Now)
 	if err != nil {
 		return err
 	}
