@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -43,6 +45,8 @@ const (
 	keyBytes    = "bytes"
 	keyPath     = "path"
 	keyDevices  = "devices"
+	keyKind     = "kind"
+	keyMode     = "mode"
 )
 
 // stopFlushTimeout bounds how long a stopping agent tries to deliver its
@@ -60,6 +64,7 @@ const (
 	troubleUnreachable         // timeout, network error, 5.xx: exponential backoff
 	troubleBusy                // 4.29, or 5.03 with Max-Age: wait Max-Age
 	troubleRefused             // 4.03: wait RefusedBackoff
+	troubleHandshake           // DTLS handshake failed: exponential backoff
 )
 
 // Agent is one device's agent: it registers, reports on an interval, queues
@@ -76,6 +81,12 @@ type Agent struct {
 	// tick, when set (by a Simulator), drives the agent's connection;
 	// otherwise Run runs its own.
 	tick *ticker
+	// enrolToken, when set (by a Simulator), gives the agent a token to
+	// enrol with when it has no credential and Config.EnrolToken is empty.
+	enrolToken func(ctx context.Context, device string) (string, error)
+	// inFleet is set by a Simulator, which says once for all its devices
+	// what they all would say.
+	inFleet bool
 
 	// Everything below is owned by the goroutine that calls Run.
 	rnd         *rand.Rand
@@ -98,6 +109,16 @@ type Agent struct {
 	saved       State // as last written to device.json
 	stopping    bool
 	cfgRevision uint64
+	// fatal is why the agent cannot go on (an enrolment the server
+	// refused): the loop ends and Run returns it.
+	fatal error
+
+	// DTLS (unless Config.Insecure).
+	cas       []*x509.Certificate // Config.CA and CAFile
+	creds     *credential         // nil until the agent has one
+	credsSeen []byte              // contents of the credentials file as last read
+	token     string              // from enrolToken, kept until it is used
+	enrolKey  *ecdsa.PrivateKey   // of a certificate enrolment, kept across retries
 }
 
 // New validates cfg (after applying defaults) and returns an agent that has
@@ -120,12 +141,18 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 
 // Run runs the agent until ctx is cancelled, then stops gracefully: it
 // takes a last report, tries for up to two seconds to deliver the queue,
-// deregisters and saves its state. It returns nil after a graceful stop,
-// and an error when the agent cannot start (its state directory is not
-// usable). Every goroutine it starts has ended when it returns.
+// deregisters and saves its state. Over DTLS, an agent without a credential
+// first enrols for one with its token. It returns nil after a graceful
+// stop, and an error when the agent cannot start (its state directory, CA
+// or credentials file is not usable; ErrNoCredential: it has no credential
+// and no token) or cannot go on (ErrEnrolRefused: the server refused the
+// token). Every goroutine it starts has ended when it returns.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called twice")
+	}
+	if err := a.openCredentials(); err != nil {
+		return err
 	}
 	if err := a.open(); err != nil {
 		return err
@@ -141,12 +168,21 @@ func (a *Agent) Run(ctx context.Context) error {
 			wg.Wait()
 		}()
 	}
-	a.link = &link{server: a.cfg.Server, log: a.log, tick: tick}
+	a.link = &link{server: a.cfg.Server, log: a.log, tick: tick, handshakeTimeout: a.cfg.HandshakeTimeout}
+	mode := "dtls"
+	if a.cfg.Insecure {
+		mode = "insecure"
+		if !a.inFleet {
+			a.log.Warn("insecure: plain CoAP, the server cannot authenticate this device")
+		}
+	} else {
+		a.link.dtls = a.sessionOptions
+	}
 	defer a.link.close()
 	a.log.Info("agent started", slog.String(keyProfile, a.cfg.Profile), slog.String(keyServer, a.cfg.Server),
-		slog.Uint64(keySeq, a.lastSeq), slog.Int(keyPending, a.queue.Len()))
+		slog.String(keyMode, mode), slog.Uint64(keySeq, a.lastSeq), slog.Int(keyPending, a.queue.Len()))
 	a.loop(ctx)
-	return a.stop(ctx)
+	return errors.Join(a.fatal, a.stop(ctx))
 }
 
 // open restores the device from StateDir: the state file, then the queue,
@@ -266,7 +302,7 @@ func (a *Agent) loop(ctx context.Context) {
 		}
 		if !now.Before(a.exchangeAt(now)) {
 			a.sync(ctx)
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || a.fatal != nil {
 				return
 			}
 		}
@@ -358,6 +394,12 @@ func (a *Agent) sync(ctx context.Context) {
 		a.checkpoint(false)
 		return
 	}
+	if errors.Is(err, ErrEnrolRefused) {
+		a.fatal = err
+		a.log.Error("enrolment refused; the token will not be tried again: the device needs a new one",
+			slog.Int(keyPending, a.queue.Len()), slog.Any(keyErr, err))
+		return
+	}
 	kind, wait := a.classify(err)
 	a.retryAt = now.Add(wait)
 	if kind != a.trouble {
@@ -365,6 +407,8 @@ func (a *Agent) sync(ctx context.Context) {
 		switch kind {
 		case troubleRefused:
 			a.log.Warn("server refused the device; keeping the queue and waiting", attrs...)
+		case troubleHandshake:
+			a.log.Warn("DTLS handshake failed; retrying with backoff, with the credentials file read again", attrs...)
 		case troubleBusy:
 			a.log.Info("server busy; waiting as it asked", attrs...)
 		default:
@@ -381,7 +425,12 @@ func (a *Agent) classify(err error) (trouble, time.Duration) {
 	switch {
 	case errors.Is(err, ErrRefused):
 		a.registered = false // register again when the wait is over: the way back in
+		// A new session after the wait reads the credentials file again:
+		// the refusal may be of a credential that was rotated or revoked.
+		a.link.close()
 		return troubleRefused, jitter(a.rnd, a.cfg.RefusedBackoff)
+	case errors.Is(err, ErrHandshake):
+		return troubleHandshake, a.retry.next()
 	case errors.As(err, &se) && (se.Code == codes.TooManyRequests || se.Code == codes.ServiceUnavailable) && se.MaxAge > 0:
 		return troubleBusy, jitter(a.rnd, se.MaxAge)
 	}
@@ -406,6 +455,14 @@ func (a *Agent) exchange(ctx context.Context) error {
 }
 
 func (a *Agent) exchangeOnce(ctx context.Context) error {
+	if !a.cfg.Insecure && a.creds == nil {
+		a.reloadCredentials() // an operator may have dropped one in
+		if a.creds == nil {
+			if err := a.enrol(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	if !a.registered {
 		if err := a.register(ctx); err != nil {
 			return err
@@ -632,7 +689,7 @@ func (a *Agent) stop(ctx context.Context) error {
 	a.takeReport(a.now())
 	base := context.WithoutCancel(ctx)
 	delivered := false
-	if a.trouble != troubleRefused {
+	if a.trouble != troubleRefused && a.fatal == nil && (a.cfg.Insecure || a.creds != nil) {
 		flushCtx, cancel := context.WithTimeout(base, stopFlushTimeout)
 		err := a.exchange(flushCtx)
 		cancel()

@@ -21,7 +21,7 @@ func testConfig(server, id, profile string) Config {
 		Model: "Test Model", Serial: "SN-0001", Firmware: "1.0.0",
 		Interval: 20 * time.Millisecond, TimeScale: 600, Seed: 7,
 		RequestTimeout: time.Second, RetryMin: 10 * time.Millisecond, RetryMax: 80 * time.Millisecond,
-		RefusedBackoff: time.Minute,
+		RefusedBackoff: time.Minute, Insecure: true,
 	}
 }
 

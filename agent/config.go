@@ -7,9 +7,11 @@ import (
 	"io"
 	"math"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -33,12 +35,17 @@ const (
 	// DefaultRefusedBackoff is how long an agent waits after the server
 	// refused the device (4.03) or its registration (4.00).
 	DefaultRefusedBackoff = 5 * time.Minute
+	// DefaultHandshakeTimeout bounds a DTLS handshake: several flights,
+	// each retransmitted after a second when it is lost.
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultEnrolKind        = coap.KindPSK
 )
 
 // Config is one device agent's configuration. Zero values take the defaults
 // above; New applies them before it validates.
 type Config struct {
-	// Server is host:port of the control plane's CoAP endpoint (UDP).
+	// Server is host:port of the control plane's CoAP endpoint (UDP): port
+	// 5684 (coap.PortDTLS) for DTLS, 5683 (coap.PortPlain) with Insecure.
 	Server   string `yaml:"server"`
 	DeviceID string `yaml:"device_id"`
 	// Profile selects the simulated device: infusion-pump, cpap or rfid-reader.
@@ -75,6 +82,33 @@ type Config struct {
 	// survive a crash of the process but not a power loss. The simulator sets
 	// it; a real device should not.
 	NoSync bool `yaml:"no_sync"`
+
+	// Insecure speaks plain CoAP, without any authentication, for
+	// development. Otherwise the agent speaks CoAP over DTLS 1.2 with its
+	// credential (a PSK or a certificate), which it enrols for on first start.
+	Insecure bool `yaml:"insecure"`
+	// CAFile is the PEM of Medfleet's CA, which signs medfleetd's DTLS
+	// certificate: the agent verifies the server with it when it enrols and
+	// when it uses a certificate. The credentials file may carry the CA too
+	// (the enrolment response has it); the agent trusts both.
+	CAFile string `yaml:"ca_file"`
+	// CA is the PEM of Medfleet's CA for an agent run in-process (the
+	// simulator); it is trusted along with CAFile.
+	CA []byte `yaml:"-"`
+	// CredentialsFile holds the device's credential (see Credentials). It
+	// defaults to {state_dir}/credentials.json; with no state_dir either,
+	// an enrolled credential is kept in memory only. The agent reads it again
+	// whenever it opens a DTLS session, so that a rotated credential dropped
+	// in by an operator takes effect without a restart.
+	CredentialsFile string `yaml:"credentials_file"`
+	// EnrolToken is the one-time token (mfe_...) the agent trades for its
+	// credential (POST /bs) when it has none. It is a secret: never logged.
+	EnrolToken string `yaml:"enrol_token"`
+	// EnrolKind is the credential to enrol for: "psk" (the default) or
+	// "cert" (the agent makes its own ECDSA P-256 key and sends a CSR).
+	EnrolKind string `yaml:"enrol_kind"`
+	// HandshakeTimeout bounds one DTLS handshake.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 }
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -102,6 +136,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RefusedBackoff == 0 {
 		c.RefusedBackoff = DefaultRefusedBackoff
+	}
+	if c.EnrolKind == "" {
+		c.EnrolKind = DefaultEnrolKind
+	}
+	if c.CredentialsFile == "" && c.StateDir != "" {
+		c.CredentialsFile = filepath.Join(c.StateDir, CredentialsFile)
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	return c
 }
@@ -170,8 +213,27 @@ func (c Config) Validate() error {
 	if c.RefusedBackoff < time.Millisecond {
 		bad("refused_backoff", "%v is below 1ms", c.RefusedBackoff)
 	}
+	if c.HandshakeTimeout < time.Millisecond {
+		bad("handshake_timeout", "%v is below 1ms", c.HandshakeTimeout)
+	}
+	if c.EnrolKind != coap.KindPSK && c.EnrolKind != coap.KindCertificate {
+		bad("enrol_kind", "%q is not %q or %q", c.EnrolKind, coap.KindPSK, coap.KindCertificate)
+	}
+	// The token is a secret: no message repeats it.
+	switch {
+	case c.EnrolToken == "":
+	case c.Insecure:
+		bad("enrol_token", "set with insecure: plain CoAP has no enrolment")
+	case !strings.HasPrefix(c.EnrolToken, enrolTokenPrefix) || strings.ContainsFunc(c.EnrolToken, unicode.IsSpace):
+		bad("enrol_token", "not an enrolment token (%s...)", enrolTokenPrefix)
+	case c.CAFile == "" && len(c.CA) == 0:
+		bad("ca_file", "required with enrol_token: it verifies medfleetd during enrolment")
+	}
 	return errors.Join(errs...)
 }
+
+// enrolTokenPrefix starts every enrolment token.
+const enrolTokenPrefix = "mfe_"
 
 // registration is the payload of POST /rd.
 func (c Config) registration() coap.Registration {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func validConfig() Config {
@@ -40,6 +42,15 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative time scale", modify: func(c *Config) { c.TimeScale = -1 }, want: "time_scale: "},
 		{name: "negative queue limit", modify: func(c *Config) { c.QueueLimit = -1 }, want: "queue_limit: "},
 		{name: "retry max below min", modify: func(c *Config) { c.RetryMin, c.RetryMax = time.Minute, time.Second }, want: "retry_max: "},
+		{name: "insecure", modify: func(c *Config) { c.Insecure = true }},
+		{name: "enrolment", modify: func(c *Config) { c.EnrolToken, c.EnrolKind, c.CAFile = "mfe_SECRET", "cert", "/etc/medfleet/ca.pem" }},
+		{name: "enrolment with an in-process CA", modify: func(c *Config) { c.EnrolToken, c.CA = "mfe_SECRET", []byte("pem") }},
+		{name: "enrolment without a CA", modify: func(c *Config) { c.EnrolToken = "mfe_SECRET" }, want: "ca_file: required with enrol_token"},
+		{name: "enrolment when insecure", modify: func(c *Config) { c.EnrolToken, c.Insecure = "mfe_SECRET", true }, want: "enrol_token: set with insecure"},
+		{name: "not a token", modify: func(c *Config) { c.EnrolToken, c.CAFile = "SECRET", "ca.pem" }, want: "enrol_token: not an enrolment token"},
+		{name: "token with a space", modify: func(c *Config) { c.EnrolToken, c.CAFile = "mfe_SECRET x", "ca.pem" }, want: "enrol_token: "},
+		{name: "unknown enrol kind", modify: func(c *Config) { c.EnrolKind = "password" }, want: "enrol_kind: "},
+		{name: "negative handshake timeout", modify: func(c *Config) { c.HandshakeTimeout = -time.Second }, want: "handshake_timeout: "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,6 +62,9 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want nil", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Errorf("Validate() = %v, want an error containing %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("Validate() = %v: it repeats the enrolment token", err)
 			}
 			if _, nerr := New(c, nil); (nerr == nil) != (err == nil) {
 				t.Errorf("New() = %v, Validate() = %v: want both nil or both errors", nerr, err)
@@ -71,14 +85,18 @@ func TestParseConfig(t *testing.T) {
 			name: "full",
 			yaml: "server: 10.0.0.1:5683\ndevice_id: pump-0001\nprofile: infusion-pump\nmodel: BD Alaris 8100\n" +
 				"serial: AL1\nfirmware: 9.33.1\nstate_dir: ./data\nlifetime: 300s\ninterval: 10s\ntime_scale: 60\n" +
-				"queue_limit: 500\nseed: 3\nno_sync: true\n",
+				"queue_limit: 500\nseed: 3\nno_sync: true\ninsecure: false\nca_file: /etc/medfleet/ca.pem\n" +
+				"credentials_file: /etc/medfleet/creds.json\nenrol_token: mfe_x\nenrol_kind: cert\nhandshake_timeout: 5s\n",
 			want: Config{
 				Server: "10.0.0.1:5683", DeviceID: "pump-0001", Profile: "infusion-pump", Model: "BD Alaris 8100",
 				Serial: "AL1", Firmware: "9.33.1", StateDir: "./data", Lifetime: 300 * time.Second,
 				Interval: 10 * time.Second, TimeScale: 60, QueueLimit: 500, Seed: 3, NoSync: true,
+				CAFile: "/etc/medfleet/ca.pem", CredentialsFile: "/etc/medfleet/creds.json", EnrolToken: "mfe_x",
+				EnrolKind: "cert", HandshakeTimeout: 5 * time.Second,
 			},
 		},
 		{name: "unknown key", yaml: "servr: x\n", wantErr: true},
+		{name: "ca is not a key", yaml: "ca: x\n", wantErr: true},
 		{name: "bad duration", yaml: "interval: soon\n", wantErr: true},
 		{name: "not a map", yaml: "- a\n- b\n", wantErr: true},
 	}
@@ -88,8 +106,8 @@ func TestParseConfig(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("ParseConfig() error = %v, want error %v", err, tc.wantErr)
 			}
-			if err == nil && got != tc.want {
-				t.Errorf("ParseConfig() = %+v, want %+v", got, tc.want)
+			if diff := cmp.Diff(tc.want, got); err == nil && diff != "" {
+				t.Errorf("ParseConfig() mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -9,6 +9,13 @@
 //     the registration lifetime, deregister with DELETE /rd/{device} on a
 //     graceful stop, and follow the server's desired state (acknowledged
 //     sequence number, report interval);
+//   - the transport (link.go): CoAP over DTLS 1.2 by default, a session per
+//     connection with a PSK (identity = device id) or a certificate from
+//     Medfleet's device CA, or plain CoAP when Config.Insecure says so;
+//   - the device's credential (credentials.go): the credentials file, read
+//     again for every new session so that a rotated credential takes effect,
+//     and enrolment (enrol.go): a one-time token traded for a credential
+//     with POST /bs over a session that authenticates only the server;
 //   - retries with jittered exponential backoff (backoff.go), and one
 //     goroutine for the retransmissions of many connections (ticker.go);
 //   - the bounded offline queue of unacknowledged reports, on disk or in

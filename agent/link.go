@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
+	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	"github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/options"
@@ -24,12 +28,19 @@ const retransmitTick = time.Second
 
 // link is an agent's CoAP client: its own UDP socket to the server, dialled
 // when first needed and again after the connection died (an ICMP port
-// unreachable closes a connected UDP socket for good). It is used by one
-// goroutine at a time.
+// unreachable closes a connected UDP socket for good). Over DTLS, every new
+// connection is a new session whose handshake completes, within
+// handshakeTimeout, before the link is used. It is used by one goroutine at a
+// time.
 type link struct {
 	server string
 	log    *slog.Logger
 	tick   *ticker // runs go-coap's periodic work (retransmissions)
+	// dtls returns the DTLS options of a new session; nil means plain
+	// CoAP. It is called for every session, so that a credential that
+	// changed since the last one is used.
+	dtls             func() ([]piondtls.ClientOption, error)
+	handshakeTimeout time.Duration
 
 	cc   *client.Conn
 	stop chan struct{} // unregisters cc from tick
@@ -55,7 +66,7 @@ type response struct {
 }
 
 // conn returns the live connection, dialling a new one when needed.
-func (l *link) conn() (*client.Conn, error) {
+func (l *link) conn(ctx context.Context) (*client.Conn, error) {
 	if l.cc != nil {
 		select {
 		case <-l.cc.Done():
@@ -65,27 +76,66 @@ func (l *link) conn() (*client.Conn, error) {
 		}
 	}
 	stop := make(chan struct{})
-	cc, err := udp.Dial(l.server,
+	opts := []udp.Option{
 		options.WithErrors(func(err error) { l.log.Debug("coap transport", slog.Any(keyErr, err)) }),
 		// go-coap's default runner ticks every 4 s (too coarse for an
 		// ACK_TIMEOUT of 2 s) in a goroutine that outlives the connection.
 		options.WithPeriodicRunner(l.tick.runner(stop)),
-	)
+	}
+	var cc *client.Conn
+	var err error
+	if l.dtls == nil {
+		cc, err = udp.Dial(l.server, opts...)
+		if err != nil {
+			err = fmt.Errorf("agent: dial %s: %w", l.server, err)
+		}
+	} else {
+		cc, err = l.dialDTLS(ctx, opts)
+	}
 	if err != nil {
 		close(stop)
-		return nil, fmt.Errorf("agent: dial %s: %w", l.server, err)
+		return nil, err
 	}
 	l.cc, l.stop = cc, stop
 	return cc, nil
 }
 
+// dialDTLS opens a DTLS session and completes its handshake. It does what
+// go-coap's dtls.Dial does, with the handshake first: dtls.Dial leaves it to
+// the first read or write, without a deadline and with no error of its own.
+func (l *link) dialDTLS(ctx context.Context, opts []udp.Option) (*client.Conn, error) {
+	dtlsOpts, err := l.dtls()
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", l.server)
+	if err != nil {
+		return nil, fmt.Errorf("agent: dial %s: %w", l.server, err)
+	}
+	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(c), c.RemoteAddr(), dtlsOpts...)
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("agent: dtls: %w", err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, l.handshakeTimeout)
+	err = dc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		_ = dc.Close() // closes c
+		return nil, fmt.Errorf("%w: %s: %w", ErrHandshake, l.server, err)
+	}
+	return dtls.Client(dc, append(opts, options.WithCloseSocket())...), nil
+}
+
 // do runs one exchange with a deadline of timeout. Any response code is a
 // response; the error is for no response at all.
 func (l *link) do(ctx context.Context, timeout time.Duration, r request) (response, error) {
-	cc, err := l.conn()
+	cc, err := l.conn(ctx)
 	if err != nil {
 		return response{}, err
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var body io.ReadSeeker // nil, not a nil *bytes.Reader: no payload, no Content-Format
@@ -121,6 +171,12 @@ func (l *link) do(ctx context.Context, timeout time.Duration, r request) (respon
 		case <-cc.Done():
 			l.close() // dead: dial again next time
 		default:
+			if l.dtls != nil && parent.Err() == nil {
+				// No answer over DTLS: the server may have lost the
+				// session (it restarted) and would drop every record of
+				// it. The next try shakes hands again.
+				l.close()
+			}
 		}
 		return response{}, fmt.Errorf("agent: %v %s: %w", r.method, r.path, err)
 	}
@@ -191,11 +247,19 @@ var (
 	// decommissioned one) or a 4.00 to a registration: the agent waits
 	// Config.RefusedBackoff and keeps its queue.
 	ErrRefused = errors.New("agent: server refused the device")
+	// ErrHandshake is a DTLS handshake that failed or timed out: the agent
+	// backs off as for a network error, and reads its credentials file
+	// again before the next session.
+	ErrHandshake = errors.New("agent: DTLS handshake failed")
+	// ErrEnrolRefused is an enrolment the server refused (4.03: the token is
+	// invalid, expired, used, or for another device; 4.00): the agent does
+	// not try the token again.
+	ErrEnrolRefused = errors.New("agent: enrolment refused")
 )
 
 // StatusError is an unexpected response code.
 type StatusError struct {
-	Op         string // "register", "report", "heartbeat", "deregister"
+	Op         string // "register", "report", "heartbeat", "deregister", "enrol"
 	Code       codes.Code
 	Diagnostic string
 	MaxAge     time.Duration // of a 4.29 Too Many Requests or a 5.03

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -15,7 +16,6 @@ import (
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
-	udpserver "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/medfleet/medfleet/coap"
 )
@@ -24,7 +24,9 @@ import (
 // tests, over real CoAP on 127.0.0.1: it records registrations, decodes
 // reports with coap.DecodePack and coap.ParseReport, drops sequence numbers
 // it has seen and answers with a coap.Desired. It can be stopped and started
-// again on the same port, keeping what it recorded.
+// again on the same port, keeping what it recorded. Over DTLS
+// (startDTLSTestServer, dtls_test.go) it also checks every request's ep
+// against the session's identity and serves POST /bs.
 type testServer struct {
 	t    *testing.T
 	addr string
@@ -43,8 +45,10 @@ type testServer struct {
 	heartbeats int
 	deletes    int
 
-	srv  *udpserver.Server
-	l    *coapnet.UDPConn
+	dtls testDTLS // zero for plain CoAP
+
+	srv  interface{ Stop() }
+	l    io.Closer
 	done chan struct{}
 }
 
@@ -67,9 +71,30 @@ func startTestServer(t *testing.T) *testServer {
 	return s
 }
 
+// router routes the protocol's paths to the server's handlers.
+func (s *testServer) router() *mux.Router {
+	r := mux.NewRouter()
+	r.SetErrorHandler(func(error) {})
+	for pattern, h := range map[string]mux.HandlerFunc{
+		coap.PathRegistration:           s.handleRegister,
+		coap.PathRegistration + "/{id}": s.handleRegistration,
+		coap.PathData:                   s.handleData,
+		coap.PathBootstrap:              s.handleBootstrap,
+	} {
+		if err := r.Handle(pattern, h); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return r
+}
+
 // start serves on addr (the same port again after stop).
 func (s *testServer) start(addr string) {
 	s.t.Helper()
+	if s.dtls.pki != nil {
+		s.startDTLS(addr)
+		return
+	}
 	var l *coapnet.UDPConn
 	var err error
 	for range 50 { // the port of a stopped server can take a moment to free
@@ -82,18 +107,7 @@ func (s *testServer) start(addr string) {
 		s.t.Fatalf("listen %s: %v", addr, err)
 	}
 	s.addr = l.LocalAddr().String()
-	r := mux.NewRouter()
-	r.SetErrorHandler(func(error) {})
-	for pattern, h := range map[string]mux.HandlerFunc{
-		coap.PathRegistration:           s.handleRegister,
-		coap.PathRegistration + "/{id}": s.handleRegistration,
-		coap.PathData:                   s.handleData,
-	} {
-		if err := r.Handle(pattern, h); err != nil {
-			s.t.Fatal(err)
-		}
-	}
-	srv := udp.NewServer(options.WithMux(r), options.WithErrors(func(error) {}))
+	srv := udp.NewServer(options.WithMux(s.router()), options.WithErrors(func(error) {}))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -152,6 +166,9 @@ func (s *testServer) handleRegister(w mux.ResponseWriter, r *mux.Message) {
 	reg, err := coap.DecodeRegistration(format, body)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.authorized(w, r, id) {
+		return
+	}
 	if err != nil || r.Code() != codes.POST {
 		s.t.Errorf("registration of %q: %v %v", id, r.Code(), err)
 		s.diagnose(w, codes.BadRequest, "bad registration")
@@ -174,6 +191,9 @@ func (s *testServer) handleRegistration(w mux.ResponseWriter, r *mux.Message) {
 	id := r.RouteParams.Vars["id"]
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.authorized(w, r, id) {
+		return
+	}
 	if !s.known[id] {
 		s.respond(w, codes.NotFound, nil)
 		return
@@ -198,6 +218,9 @@ func (s *testServer) handleData(w mux.ResponseWriter, r *mux.Message) {
 	format, _ := r.ContentFormat()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.authorized(w, r, id) {
+		return
+	}
 	if !s.known[id] {
 		s.respond(w, codes.NotFound, nil)
 		return

@@ -16,10 +16,22 @@ import (
 )
 
 // SimConfig configures a Simulator: many simulated devices in one process,
-// each an Agent with its own UDP socket.
+// each an Agent with its own UDP socket (and DTLS session).
 type SimConfig struct {
 	// Server is host:port of the control plane's CoAP endpoint (UDP).
 	Server string `yaml:"server"`
+	// Insecure makes every device speak plain CoAP (Config.Insecure).
+	Insecure bool `yaml:"insecure"`
+	// CA is the PEM of Medfleet's CA (Config.CA).
+	CA []byte `yaml:"-"`
+	// Enroll, when set, gives a device without a credential a one-time
+	// enrolment token, which it trades for its credential over POST /bs.
+	// Devices call it concurrently.
+	Enroll func(ctx context.Context, device string) (token string, err error) `yaml:"-"`
+	// CredentialsDir holds one credentials file per device, {device}.json
+	// (as medfleetctl writes them). Otherwise each device keeps its
+	// credential in its state directory, or in memory without one.
+	CredentialsDir string `yaml:"credentials_dir"`
 	// Devices is the number of simulated devices.
 	Devices int `yaml:"devices"`
 	// IDPrefix starts every device id: "sim" gives sim-pump-0001.
@@ -104,6 +116,15 @@ func (c SimConfig) devices() ([]Config, error) {
 	if err := coap.ValidateDeviceID(c.IDPrefix + "-pump-0001"); err != nil {
 		errs = append(errs, &coap.FieldError{Field: "id_prefix", Err: fmt.Errorf("%q does not make device ids", c.IDPrefix)})
 	}
+	if !c.Insecure {
+		switch {
+		case c.Enroll == nil && c.CredentialsDir == "" && c.StateDir == "":
+			errs = append(errs, &coap.FieldError{Field: "insecure", Err: errors.New(
+				"false, and the devices have no way to get a DTLS credential: give an Enroll function (medfleetd --simulate), credentials_dir, or set insecure")})
+		case c.Enroll != nil && len(c.CA) == 0:
+			errs = append(errs, &coap.FieldError{Field: "ca", Err: errors.New("required to enrol: it verifies medfleetd")})
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -127,9 +148,14 @@ func (c SimConfig) devices() ([]Config, error) {
 			QueueLimit: c.QueueLimit,
 			Seed:       int64(rnd.Uint64()),
 			NoSync:     true, // a simulator survives crashes of its process, not power losses
+			Insecure:   c.Insecure,
+			CA:         c.CA,
 		}
 		if c.StateDir != "" {
 			cfg.StateDir = filepath.Join(c.StateDir, id)
+		}
+		if c.CredentialsDir != "" {
+			cfg.CredentialsFile = filepath.Join(c.CredentialsDir, id+".json")
 		}
 		if err := cfg.Validate(); err != nil {
 			// The devices differ only in what is valid by construction:
@@ -176,6 +202,8 @@ func NewSimulator(cfg SimConfig, log *slog.Logger) (*Simulator, error) {
 			return nil, fmt.Errorf("agent: simulator: %w", err)
 		}
 		a.tick = s.tick
+		a.enrolToken = cfg.Enroll
+		a.inFleet = true
 		s.agents = append(s.agents, a)
 		// Starts are spread over the first interval, so that a big fleet
 		// does not register in the same instant.
@@ -202,8 +230,13 @@ func (s *Simulator) Run(ctx context.Context) error {
 	for _, d := range s.devices {
 		count[d.Profile]++
 	}
+	mode := "dtls"
+	if s.cfg.Insecure {
+		mode = "insecure"
+		s.log.Warn("insecure: the simulated devices speak plain CoAP, the server cannot authenticate them")
+	}
 	s.log.Info("simulator starting", slog.Int(keyDevices, len(s.devices)), slog.String(keyServer, s.cfg.Server),
-		slog.Int("pumps", count[coap.ProfileInfusionPump]), slog.Int("cpaps", count[coap.ProfileCPAP]),
+		slog.String(keyMode, mode), slog.Int("pumps", count[coap.ProfileInfusionPump]), slog.Int("cpaps", count[coap.ProfileCPAP]),
 		slog.Int("readers", count[coap.ProfileRFIDReader]))
 	errs := make([]error, len(s.agents))
 	tickCtx, stopTick := context.WithCancel(context.Background())

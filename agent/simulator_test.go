@@ -2,16 +2,19 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/medfleet/medfleet/coap"
 )
 
 func TestSimulatorFleet(t *testing.T) {
-	s, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Devices: 100, Seed: 1}, nil)
+	s, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 100, Seed: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,16 +41,18 @@ func TestSimulatorFleet(t *testing.T) {
 		}
 	}
 
-	again, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Devices: 100, Seed: 1}, nil)
+	again, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 100, Seed: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, d := range again.Devices() {
-		if d != devices[i] {
-			t.Fatalf("device %d with the same seed: %+v, want %+v", i, d, devices[i])
+		if diff := cmp.Diff(devices[i], d); diff != "" {
+			t.Fatalf("device %d with the same seed differs (-first +again):\n%s", i, diff)
 		}
 	}
 }
+
+func noToken(context.Context, string) (string, error) { return "", errors.New("no token") }
 
 func TestSimConfigValidate(t *testing.T) {
 	tests := []struct {
@@ -55,12 +60,17 @@ func TestSimConfigValidate(t *testing.T) {
 		cfg  SimConfig
 		want string
 	}{
-		{name: "valid", cfg: SimConfig{Server: "127.0.0.1:5683", Devices: 3}},
-		{name: "wide ids", cfg: SimConfig{Server: "127.0.0.1:5683", Devices: 12345, IDPrefix: "ward4"}},
+		{name: "valid", cfg: SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 3}},
+		{name: "wide ids", cfg: SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 12345, IDPrefix: "ward4"}},
 		{name: "no devices", cfg: SimConfig{Server: "127.0.0.1:5683"}, want: "devices: "},
-		{name: "bad prefix", cfg: SimConfig{Server: "127.0.0.1:5683", Devices: 1, IDPrefix: "a b"}, want: "id_prefix: "},
-		{name: "no server", cfg: SimConfig{Devices: 1}, want: "server: required"},
-		{name: "bad interval", cfg: SimConfig{Server: "127.0.0.1:5683", Devices: 1, Interval: time.Nanosecond}, want: "interval: "},
+		{name: "bad prefix", cfg: SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 1, IDPrefix: "a b"}, want: "id_prefix: "},
+		{name: "no server", cfg: SimConfig{Devices: 1, Insecure: true}, want: "server: required"},
+		{name: "bad interval", cfg: SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 1, Interval: time.Nanosecond}, want: "interval: "},
+		{name: "dtls without credentials", cfg: SimConfig{Server: "127.0.0.1:5684", Devices: 1}, want: "insecure: "},
+		{name: "dtls with state", cfg: SimConfig{Server: "127.0.0.1:5684", Devices: 1, StateDir: "/tmp/sim"}},
+		{name: "dtls with credentials dir", cfg: SimConfig{Server: "127.0.0.1:5684", Devices: 1, CredentialsDir: "/tmp/creds"}},
+		{name: "enroll without ca", cfg: SimConfig{Server: "127.0.0.1:5684", Devices: 1, Enroll: noToken}, want: "ca: "},
+		{name: "enroll", cfg: SimConfig{Server: "127.0.0.1:5684", Devices: 1, Enroll: noToken, CA: []byte("pem")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,7 +80,7 @@ func TestSimConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	s, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Devices: 12345, IDPrefix: "ward4"}, nil)
+	s, err := NewSimulator(SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 12345, IDPrefix: "ward4"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +93,7 @@ func TestSimulatorRun(t *testing.T) {
 	srv := startTestServer(t)
 	dir := t.TempDir()
 	s, err := NewSimulator(SimConfig{
-		Server: srv.addr, Devices: 3, StateDir: dir, Interval: 30 * time.Millisecond, TimeScale: 600, Seed: 2,
+		Server: srv.addr, Insecure: true, Devices: 3, StateDir: dir, Interval: 30 * time.Millisecond, TimeScale: 600, Seed: 2,
 	}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

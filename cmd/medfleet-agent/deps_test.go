@@ -7,7 +7,8 @@ import (
 )
 
 // TestDependencies keeps the agent binary small and easy to audit: it must
-// link neither etcd, nor gRPC, nor the control plane's packages.
+// link neither etcd, nor gRPC, nor the OpenTelemetry SDK, nor the control
+// plane's packages.
 func TestDependencies(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -20,6 +21,7 @@ func TestDependencies(t *testing.T) {
 	forbidden := []string{
 		"go.etcd.io/",
 		"google.golang.org/grpc",
+		"go.opentelemetry.io/otel/sdk",
 		"github.com/medfleet/medfleet/server",
 		"github.com/medfleet/medfleet/inventory",
 		"github.com/medfleet/medfleet/proto",

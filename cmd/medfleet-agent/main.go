@@ -1,6 +1,6 @@
 // Command medfleet-agent is Medfleet's device agent: it runs on a medical
-// device (or simulates one) and talks Medfleet's device protocol (CoAP) to
-// the control plane. `medfleet-agent simulate` runs a whole simulated fleet in
+// device (or simulates one) and talks Medfleet's device protocol (CoAP over
+// DTLS) to the control plane. `medfleet-agent simulate` runs a whole simulated fleet in
 // one process, for load tests and demonstrations.
 //
 // Flags, the configuration file and signals are handled here and nowhere
@@ -35,8 +35,10 @@ const (
 
 const rootLong = `medfleet-agent is the device agent of Medfleet, the fleet manager for
 hospital medical devices. It registers the device with the control plane,
-reports usage, state, alarms and location sightings over CoAP, and keeps
-unacknowledged reports on disk while the server is unreachable.
+reports usage, state, alarms and location sightings over CoAP and DTLS
+(authenticated by a pre-shared key or a certificate, which a new device gets
+by enrolling with a one-time token), and keeps unacknowledged reports on disk
+while the server is unreachable.
 
   medfleet-agent run       one device (a simulated infusion pump, CPAP or RFID reader)
   medfleet-agent simulate  many simulated devices in one process
@@ -46,8 +48,10 @@ two seconds, deregisters and saves its state.
 
 Exit codes:
   0  stopped gracefully
-  1  the agent could not run (for example, its state directory is unusable)
-  2  usage error: bad flags, arguments or configuration`
+  1  the agent could not run (for example, its state directory is unusable,
+     or the server refused its enrolment token)
+  2  usage error: bad flags, arguments or configuration (including a device
+     with neither a credential nor an enrolment token)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -43,7 +43,17 @@ func TestUsageErrors(t *testing.T) {
 		{name: "config typo", args: []string{"run", "--config", config}, want: "field servr not found"},
 		{name: "missing config", args: []string{"run", "--config", config + ".missing"}, want: "--config"},
 		{name: "bad log level", args: []string{"--log-level", "loud", "run"}, want: "--log-level"},
-		{name: "no devices", args: []string{"simulate"}, want: "devices: "},
+		{name: "no devices", args: []string{"simulate", "--insecure"}, want: "devices: "},
+		{name: "simulate without credentials", args: []string{"simulate", "--devices", "3"}, want: "--insecure"},
+		{name: "simulate with a missing ca file", args: []string{"simulate", "--devices", "3", "--credentials-dir", ".", "--ca-file", config + ".missing"}, want: "--ca-file"},
+		{name: "no credential", args: []string{"run", "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1", "--server", "127.0.0.1:1"},
+			want: "credentials_file is not set (nor state_dir) and enrol_token is empty"},
+		{name: "token when insecure", args: []string{"run", "--insecure", "--enrol-token", "mfe_x", "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1"},
+			want: "enrol_token: set with insecure"},
+		{name: "token without ca", args: []string{"run", "--enrol-token", "mfe_x", "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1"},
+			want: "ca_file: required with enrol_token"},
+		{name: "unknown enrol kind", args: []string{"run", "--enrol-kind", "password", "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1"},
+			want: "enrol_kind: "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,7 +82,7 @@ func TestRunStopsGracefully(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	args := []string{"run", "--config", config, "--id", "from-flag", "--server", freeAddr(t), "--state-dir", state}
+	args := []string{"run", "--insecure", "--config", config, "--id", "from-flag", "--server", freeAddr(t), "--state-dir", state}
 	if code := run(ctx, args, &stdout, &stderr); code != exitOK {
 		t.Fatalf("run(%q) = %d, want %d; stderr:\n%s", args, code, exitOK, stderr.String())
 	}
@@ -89,7 +99,7 @@ func TestSimulateStopsGracefully(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	args := []string{"simulate", "--server", freeAddr(t), "--devices", "3", "--interval", "20ms", "--log-level", "warn"}
+	args := []string{"simulate", "--insecure", "--server", freeAddr(t), "--devices", "3", "--interval", "20ms", "--log-level", "warn"}
 	if code := run(ctx, args, &stdout, &stderr); code != exitOK {
 		t.Fatalf("run(%q) = %d, want %d; stderr:\n%s", args, code, exitOK, stderr.String())
 	}
@@ -101,8 +111,59 @@ func TestRunUnusableStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	args := []string{"run", "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1", "--server", freeAddr(t), "--state-dir", file}
+	args := []string{"run", "--insecure", "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1", "--server", freeAddr(t), "--state-dir", file}
 	if code := run(t.Context(), args, &stdout, &stderr); code != exitError {
 		t.Errorf("run(%q) = %d, want %d; stderr:\n%s", args, code, exitError, stderr.String())
+	}
+}
+
+// TestSimulateCredentialsDir runs a simulated device with the credentials
+// file medfleetctl would write for it, and one without, against a server
+// that is not there: the first stops gracefully, the second cannot start.
+func TestSimulateCredentialsDir(t *testing.T) {
+	tests := []struct {
+		name     string
+		write    bool
+		wantCode int
+		want     string // in stderr
+	}{
+		{name: "with a credentials file", write: true, wantCode: exitOK},
+		{name: "without", wantCode: exitError, want: "sim-pump-0001.json does not exist"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.write {
+				creds := agent.Credentials{Device: "sim-pump-0001", Kind: "psk", PSK: bytes.Repeat([]byte{7}, 32)}
+				if err := agent.WriteCredentials(filepath.Join(dir, "sim-pump-0001.json"), creds, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			args := []string{"simulate", "--credentials-dir", dir, "--server", freeAddr(t), "--devices", "1", "--interval", "20ms", "--log-level", "warn"}
+			if code := run(ctx, args, &stdout, &stderr); code != tc.wantCode {
+				t.Fatalf("run(%q) = %d, want %d; stderr:\n%s", args, code, tc.wantCode, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("run(%q) stderr = %q, want it to contain %q", args, stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestDefaultServer(t *testing.T) {
+	for _, tc := range []struct {
+		insecure bool
+		want     string
+	}{{false, "127.0.0.1:5684"}, {true, "127.0.0.1:5683"}} {
+		if got := defaultServer(tc.insecure); got != tc.want {
+			t.Errorf("defaultServer(%v) = %q, want %q", tc.insecure, got, tc.want)
+		}
+	}
+	cfg, err := loadRunConfig("", func(string) bool { return false }, &agent.Config{})
+	if err != nil || cfg.Server != "127.0.0.1:5684" {
+		t.Errorf("loadRunConfig() = %q, %v; want server 127.0.0.1:5684", cfg.Server, err)
 	}
 }

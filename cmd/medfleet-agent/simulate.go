@@ -1,32 +1,62 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/medfleet/medfleet/agent"
 )
 
 func (c *cli) simulateCommand() *cobra.Command {
-	var sc agent.SimConfig
+	var (
+		sc     agent.SimConfig
+		caFile string
+	)
 	cmd := &cobra.Command{
 		Use:   "simulate",
 		Short: "Run many simulated devices in one process",
 		Long: `Run a simulated fleet until SIGINT or SIGTERM: six infusion pumps, three CPAPs
 and one RFID reader in ten, with ids like sim-pump-0001, each with its own UDP
-socket. Starts are spread over the first interval.`,
-		Example: `  medfleet-agent simulate --server 127.0.0.1:5683 --devices 1000 --time-scale 60`,
-		Args:    noArgs,
+socket. Starts are spread over the first interval.
+
+Over DTLS every device needs its credential, and simulated devices cannot get
+enrolment tokens on their own. Either give them credentials files
+(--credentials-dir DIR holding {device}.json, as written by
+medfleetctl device enroll --psk -o DIR/{device}.json), or run them with
+--insecure (plain CoAP, against medfleetd --insecure-coap). medfleetd
+--simulate runs a fleet that enrols by itself.`,
+		Example: `  medfleet-agent simulate --insecure --server 127.0.0.1:5683 --devices 1000 --time-scale 60
+  medfleet-agent simulate --server medfleet.example.org:5684 --devices 3 --credentials-dir ./creds`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			usage := func(err error) error { return usageError{cmd: cmd.CommandPath(), err: err} }
+			if !sc.Insecure && sc.CredentialsDir == "" {
+				return usage(errors.New("simulated devices need --insecure (plain CoAP) or --credentials-dir " +
+					"(their DTLS credentials): they cannot get enrolment tokens on their own; medfleetd --simulate can"))
+			}
+			if caFile != "" {
+				ca, err := os.ReadFile(caFile)
+				if err != nil {
+					return usage(fmt.Errorf("--ca-file: %w", err))
+				}
+				sc.CA = ca
+			}
+			if sc.Server == "" {
+				sc.Server = defaultServer(sc.Insecure)
+			}
 			log, _ := c.logger()
 			s, err := agent.NewSimulator(sc, log)
 			if err != nil {
-				return usageError{cmd: cmd.CommandPath(), err: err}
+				return usage(err)
 			}
 			return s.Run(cmd.Context())
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&sc.Server, "server", defaultServer, "CoAP server of the control plane, host:port (UDP)")
+	fs.StringVar(&sc.Server, "server", "", serverUsage)
 	fs.IntVar(&sc.Devices, "devices", 0, "number of simulated devices (required)")
 	fs.StringVar(&sc.IDPrefix, "id-prefix", agent.DefaultIDPrefix, "prefix of the device ids")
 	fs.StringVar(&sc.StateDir, "state-dir", "", `directory with one subdirectory per device; "" keeps queues in memory`)
@@ -35,5 +65,8 @@ socket. Starts are spread over the first interval.`,
 	fs.Float64Var(&sc.TimeScale, "time-scale", agent.DefaultTimeScale, "simulated device seconds per real second")
 	fs.Int64Var(&sc.Seed, "seed", 1, "seed of the fleet: profiles, models, serials, behaviour")
 	fs.IntVar(&sc.QueueLimit, "queue-limit", agent.DefaultSimQueueLimit, "most unacknowledged reports kept per device")
+	fs.BoolVar(&sc.Insecure, "insecure", false, "plain CoAP without authentication, for development (no DTLS)")
+	fs.StringVar(&sc.CredentialsDir, "credentials-dir", "", "directory of the devices' credentials files, {device}.json")
+	fs.StringVar(&caFile, "ca-file", "", "PEM of Medfleet's CA, for devices with certificates (unless their files carry it)")
 	return cmd
 }
