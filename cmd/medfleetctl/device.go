@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	medfleetv1 "github.com/medfleet/medfleet/proto/medfleet/v1"
@@ -37,7 +38,7 @@ func (c *cli) deviceCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "device",
 		Aliases: []string{"devices"},
-		Short:   "List, show, create, update and decommission devices",
+		Short:   "List, show, create, update and decommission devices; enrol them",
 		Long: `Devices are named by their id, as in "pump-0001", or by their resource
 name, as in "devices/pump-0001".`,
 		Args: subcommandArgs,
@@ -49,18 +50,17 @@ name, as in "devices/pump-0001".`,
 		c.deviceCreateCommand(),
 		c.deviceUpdateCommand(),
 		c.deviceDeleteCommand(),
+		c.deviceEnrollCommand(),
+		c.deviceCredentialCommand(),
 	)
 	return cmd
 }
 
 // withDeviceClient dials the server, runs fn and closes the connection.
 func (c *cli) withDeviceClient(ctx context.Context, fn func(medfleetv1.DeviceServiceClient) error) error {
-	conn, err := dial(ctx, c.flags)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return fn(medfleetv1.NewDeviceServiceClient(conn))
+	return c.withConn(ctx, func(conn *grpc.ClientConn) error {
+		return fn(medfleetv1.NewDeviceServiceClient(conn))
+	})
 }
 
 // printDevice writes a device in the chosen output format.
@@ -79,7 +79,7 @@ The filter flags are joined by AND into an AIP-160 filter, and so is
     profile = "cpap" AND connectivity = ONLINE AND labels.unit = "4-west"
   --filter 'firmware_version != "2.4.1"'
 
-Filter fields: profile, model, manufacturer, serial, firmware_version,
+Filter fields: profile, model, manufacturer, serial, udi, site, firmware_version,
 connectivity (ONLINE, OFFLINE), clinical_state (IDLE, IN_USE, CHARGING, FAULT),
 labels.<key>. Operators: = and !=.
 
@@ -170,11 +170,11 @@ func (c *cli) listDevices(ctx context.Context, client medfleetv1.DeviceServiceCl
 
 // listFilter holds the filter flags of `device list`.
 type listFilter struct {
-	profile, model, firmware string
-	online, offline          bool
-	state                    string
-	labels                   labelsFlag
-	raw                      string // --filter, appended as given
+	profile, model, firmware, site string
+	online, offline                bool
+	state                          string
+	labels                         labelsFlag
+	raw                            string // --filter, appended as given
 }
 
 // add defines the filter flags.
@@ -182,6 +182,7 @@ func (f *listFilter) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.profile, "profile", "", "only devices of this profile")
 	fl.StringVar(&f.model, "model", "", "only devices of this model")
 	fl.StringVar(&f.firmware, "firmware", "", "only devices running this firmware version")
+	fl.StringVar(&f.site, "site", "", "only devices of this site")
 	fl.BoolVar(&f.online, "online", false, "only devices that are online")
 	fl.BoolVar(&f.offline, "offline", false, "only devices that are offline")
 	fl.StringVar(&f.state, "state", "", "only devices in this clinical state: idle, in_use, charging or fault")
@@ -209,6 +210,7 @@ func (f listFilter) build() (string, error) {
 	add("profile", f.profile)
 	add("model", f.model)
 	add("firmware_version", f.firmware)
+	add("site", f.site)
 	switch {
 	case f.online && f.offline:
 		return "", errors.New("--online and --offline exclude each other")
@@ -258,7 +260,7 @@ func (c *cli) deviceGetCommand() *cobra.Command {
 
 // registryFlags are the writable fields of a device other than labels.
 type registryFlags struct {
-	profile, model, manufacturer, serial, udi string
+	profile, model, manufacturer, serial, udi, site string
 }
 
 // add defines the flags; each one's name is its update_mask path.
@@ -269,11 +271,12 @@ func (r *registryFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&r.manufacturer, "manufacturer", "", "manufacturer")
 	fl.StringVar(&r.serial, "serial", "", "serial number")
 	fl.StringVar(&r.udi, "udi", "", "GS1 UDI")
+	fl.StringVar(&r.site, "site", "", "site the device belongs to; callers confined to a site see only its devices")
 }
 
 // registryPaths are the update_mask paths of registryFlags, in proto order;
 // each is also the name of its flag.
-var registryPaths = []string{"profile", "model", "manufacturer", "serial", "udi"}
+var registryPaths = []string{"profile", "model", "manufacturer", "serial", "udi", "site"}
 
 // changedPaths returns the update_mask paths of the flags given on the
 // command line, even when given as "" (which clears the field).
@@ -295,6 +298,7 @@ func (r *registryFlags) device(name string) *medfleetv1.Device {
 		Manufacturer: r.manufacturer,
 		Serial:       r.serial,
 		Udi:          r.udi,
+		Site:         r.site,
 	}
 }
 
@@ -388,7 +392,7 @@ is given. --etag sets the etag to guard with; --etag "" sends none.`,
 			paths := reg.changedPaths(cmd.Flags())
 			editLabels := cmd.Flags().Changed("label") || cmd.Flags().Changed("remove-label")
 			if len(paths) == 0 && !editLabels {
-				return usageErrorf(cmd, "nothing to update: give --profile, --model, --manufacturer, --serial, --udi, --label or --remove-label")
+				return usageErrorf(cmd, "nothing to update: give --profile, --model, --manufacturer, --serial, --udi, --site, --label or --remove-label")
 			}
 			set, err := labels.set()
 			if err != nil {

@@ -22,6 +22,7 @@ func TestListFilterBuild(t *testing.T) {
 	}{
 		{name: "none", f: listFilter{}, want: ""},
 		{name: "profile", f: listFilter{profile: "cpap"}, want: `profile = "cpap"`},
+		{name: "site", f: listFilter{site: "north"}, want: `site = "north"`},
 		{name: "online", f: listFilter{online: true}, want: `connectivity = ONLINE`},
 		{name: "offline", f: listFilter{offline: true}, want: `connectivity = OFFLINE`},
 		{name: "state", f: listFilter{state: "in_use"}, want: `clinical_state = IN_USE`},
@@ -176,6 +177,7 @@ func TestUpdateMask(t *testing.T) {
 		{"one", []string{"--serial", "SN-1"}, []string{"serial"}},
 		{"empty value clears", []string{"--udi", ""}, []string{"udi"}},
 		{"proto order", []string{"--udi", "u", "--profile", "cpap", "--model", "m"}, []string{"profile", "model", "udi"}},
+		{"site", []string{"--site", "north", "--serial", "SN-1"}, []string{"serial", "site"}},
 		{"labels are not registry fields", []string{"--label", "a=1", "--remove-label", "b"}, nil},
 	}
 	for _, tc := range tests {
@@ -197,8 +199,8 @@ func TestUpdateMask(t *testing.T) {
 }
 
 func TestRegistryDevice(t *testing.T) {
-	reg := registryFlags{profile: "cpap", model: "AirSense 11", manufacturer: "ResMed", serial: "S1", udi: "U1"}
-	want := &medfleetv1.Device{Name: "devices/cpap-1", Profile: "cpap", Model: "AirSense 11", Manufacturer: "ResMed", Serial: "S1", Udi: "U1"}
+	reg := registryFlags{profile: "cpap", model: "AirSense 11", manufacturer: "ResMed", serial: "S1", udi: "U1", site: "north"}
+	want := &medfleetv1.Device{Name: "devices/cpap-1", Profile: "cpap", Model: "AirSense 11", Manufacturer: "ResMed", Serial: "S1", Udi: "U1", Site: "north"}
 	if diff := cmp.Diff(want, reg.device("devices/cpap-1"), protocmp.Transform()); diff != "" {
 		t.Errorf("device() mismatch (-want +got):\n%s", diff)
 	}

@@ -29,7 +29,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/medfleet/medfleet/internal/telemetry"
@@ -62,19 +61,47 @@ const rootLong = `medfleetctl is the command-line client of Medfleet, the fleet 
 hospital medical devices. It talks gRPC to the Medfleet server.
 
 Output is a table for people, or with -o json the protojson encoding of the
-API response (one Device, or a ListDevicesResponse) for scripts.
+API response (a Device, a ListDevicesResponse, a User...) for scripts; each
+command's help says what it writes.
+
+Connection and credentials:
+  The connection is TLS. The server's certificate is checked against
+  --ca-file (MEDFLEET_CA_FILE), by default ./medfleet-data/tls/ca.crt when
+  that file exists (medfleetd creates it in {data_dir}/tls on first start),
+  else against the system's roots; --server-name sets the name to check when
+  it is not the host of --server.
+
+  The caller is authenticated by an API token or a client certificate:
+    MEDFLEET_TOKEN              the token itself (mft_...); there is no
+                                --token flag, because other users of the host
+                                can read command lines
+    --token-file FILE           a file holding the token (MEDFLEET_TOKEN_FILE)
+    --cert FILE --key FILE      a client certificate of a user
+                                (MEDFLEET_CERT_FILE, MEDFLEET_KEY_FILE), as
+                                "user cert" makes it; it takes precedence
+                                over tokens
+  The first of --token-file, MEDFLEET_TOKEN and MEDFLEET_TOKEN_FILE that is
+  given is used; without any of them and without a client certificate,
+  ./medfleet-data/admin.token, the first administrator's token that
+  medfleetd writes on first start, when that file exists.
+
+  --insecure (MEDFLEET_INSECURE=1) speaks plaintext and sends no credential,
+  for a server run with --insecure-grpc.
 
 Exit codes:
   0  success
-  1  other error (internal, unknown)
-  2  usage error: bad flags or arguments, nothing was sent
+  1  other error (internal, unknown); "audit verify": the log is broken
+  2  usage error: bad flags or arguments, or an unreadable --ca-file,
+     --token-file, --cert or --key; nothing was sent
   3  not found
   4  already exists
   5  invalid argument: the server refused the request
   6  failed precondition, or aborted (etag mismatch: the device changed)
   7  unavailable or deadline exceeded: the server could not be reached or
-     did not answer in time; retrying later may help
-  8  permission denied or unauthenticated`
+     did not answer in time, or the TLS handshake failed; retrying later may
+     help
+  8  permission denied or unauthenticated: the server refused the token or
+     certificate, or the caller's role or site does not allow the call`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -124,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err == nil {
 		return exitOK
 	}
-	lines := errorLines(err, c.flags.server)
+	lines := append(errorLines(err, c.flags.server), c.conn.hints(err)...)
 	fmt.Fprintf(stderr, "medfleetctl: %s\n", lines[0])
 	for _, line := range lines[1:] {
 		fmt.Fprintln(stderr, line)
@@ -133,18 +160,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 }
 
 // cli holds what every command shares: where to write, the environment, the
-// clock, and the global flags once parsed.
+// clock, the global flags once parsed, and the connection they describe.
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	now            func() time.Time
 	flags          globalFlags
+	conn           connection
 }
 
 type globalFlags struct {
 	server  string
 	timeout time.Duration
 	output  string // "table" or "json"
+	conn    connFlags
 }
 
 func (c *cli) rootCommand() *cobra.Command {
@@ -170,8 +199,16 @@ func (c *cli) rootCommand() *cobra.Command {
 	pf.StringVar(&c.flags.server, "server", defaultServer, "address of the Medfleet server, host:port (env "+envServer+")")
 	pf.DurationVar(&c.flags.timeout, "timeout", defaultTimeout, "deadline of each RPC")
 	pf.StringVarP(&c.flags.output, "output", "o", "table", "output format: table or json")
+	c.flags.conn.add(pf)
 
-	root.AddCommand(c.deviceCommand(), c.versionCommand())
+	root.AddCommand(
+		c.deviceCommand(),
+		c.userCommand(),
+		c.tokenCommand(),
+		c.whoamiCommand(),
+		c.auditCommand(),
+		c.versionCommand(),
+	)
 	return root
 }
 
@@ -195,6 +232,11 @@ func (c *cli) checkGlobalFlags(cmd *cobra.Command) error {
 	default:
 		return usageErrorf(cmd, "--output: must be table or json, got %q", c.flags.output)
 	}
+	conn, err := c.flags.conn.resolve(cmd.Flags().Changed, c.getenv, fileExists)
+	if err != nil {
+		return usageError{cmd: cmd.CommandPath(), err: err}
+	}
+	c.conn = conn
 	return nil
 }
 
@@ -216,23 +258,36 @@ func checkServer(s string) error {
 	return nil
 }
 
-// dial opens the connection to the server. It connects lazily: an
-// unreachable server shows up as Unavailable on the first RPC.
-//
-// For now the connection is plaintext. TLS (server CA, client certificate)
-// and bearer tokens will be configured here, and only here.
-func dial(_ context.Context, f globalFlags) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(f.server,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+// dial opens the connection to the server, with the transport security and
+// credential that the global flags resolved to. It reads the files they name
+// (an unreadable one is a usage error) and connects lazily: an unreachable
+// server shows up as Unavailable on the first RPC.
+func (c *cli) dial(_ context.Context) (*grpc.ClientConn, error) {
+	opts, err := c.conn.dialOptions()
+	if err != nil {
+		return nil, usageError{err: err}
+	}
+	opts = append(opts,
 		grpc.WithUserAgent("medfleetctl/"+versionString()),
 		// Spans and trace context for every call; free when tracing is off.
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 	)
+	conn, err := grpc.NewClient(c.flags.server, opts...)
 	if err != nil {
 		// Only a malformed target fails here: a usage error.
-		return nil, usageError{err: fmt.Errorf("--server %q: %w", f.server, err)}
+		return nil, usageError{err: fmt.Errorf("--server %q: %w", c.flags.server, err)}
 	}
 	return conn, nil
+}
+
+// withConn dials the server, runs fn and closes the connection.
+func (c *cli) withConn(ctx context.Context, fn func(*grpc.ClientConn) error) error {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(conn)
 }
 
 // rpcContext returns the context of one RPC, bounded by --timeout.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,11 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/medfleet/medfleet/internal/servertest"
+	"github.com/medfleet/medfleet/server"
 )
 
 // unreachable is a loopback port nobody listens on: connecting to it is
@@ -28,6 +34,74 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, s
 	getenv := func(k string) string { return env[k] }
 	code := run(t.Context(), args, &stdout, &stderr, getenv)
 	return code, stdout.String(), stderr.String()
+}
+
+// testServer is a real medfleetd, secure as it runs by default (TLS and
+// authentication on gRPC), and the environment that points medfleetctl at
+// it as its first administrator.
+type testServer struct {
+	cfg server.Config
+	srv *server.Server
+	env map[string]string
+}
+
+// startServer starts a secure medfleetd on loopback for the test.
+func startServer(t *testing.T) *testServer {
+	t.Helper()
+	cfg := servertest.SecureConfig(t)
+	srv := servertest.Start(t, cfg)
+	return &testServer{cfg: cfg, srv: srv, env: map[string]string{
+		envServer:    srv.Addrs().GRPC.String(),
+		envCAFile:    cfg.CAPath(),
+		envTokenFile: cfg.AdminTokenPath(),
+	}}
+}
+
+// startInsecureServer starts a medfleetd run with --insecure-grpc.
+func startInsecureServer(t *testing.T) *testServer {
+	t.Helper()
+	cfg := servertest.Config(t)
+	srv := servertest.Start(t, cfg)
+	return &testServer{cfg: cfg, srv: srv, env: map[string]string{
+		envServer:   srv.Addrs().GRPC.String(),
+		envInsecure: "1",
+	}}
+}
+
+// run runs a command line as the first administrator.
+func (s *testServer) run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	return s.runEnv(t, nil, args...)
+}
+
+// runEnv runs a command line in the server's environment changed by env;
+// a variable set to "" is unset.
+func (s *testServer) runEnv(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	merged := maps.Clone(s.env)
+	maps.Copy(merged, env)
+	return runCLI(t, merged, args...)
+}
+
+// mustRun runs a command line as the first administrator, fails the test
+// unless it exits 0, and returns its stdout.
+func (s *testServer) mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := s.run(t, args...)
+	if code != exitOK {
+		t.Fatalf("medfleetctl %q = %d, want 0; stderr:\n%s", args, code, stderr)
+	}
+	return stdout
+}
+
+// mustJSON runs a command line with -o json as the first administrator and
+// decodes its output into m.
+func (s *testServer) mustJSON(t *testing.T, m proto.Message, args ...string) {
+	t.Helper()
+	out := s.mustRun(t, append([]string{"-o", "json"}, args...)...)
+	if err := protojson.Unmarshal([]byte(out), m); err != nil {
+		t.Fatalf("medfleetctl -o json %q: %v; output:\n%s", args, err, out)
+	}
 }
 
 func TestExitCode(t *testing.T) {
@@ -232,8 +306,8 @@ func TestUsageErrors(t *testing.T) {
 		{"list with argument", []string{"device", "list", "pump-0001"}, "device list: want no arguments, got 1"},
 		{"unknown verb", []string{"device", "frob"}, `unknown command "frob" for "medfleetctl device"`},
 		{"unknown noun", []string{"frob"}, `unknown command "frob" for "medfleetctl"`},
-		{"noun without verb", []string{"device"}, "medfleetctl: device: missing command, one of: create, delete, get, list, update\n"},
-		{"nothing at all", []string{}, "medfleetctl: missing command, one of: device, version\n"},
+		{"noun without verb", []string{"device"}, "medfleetctl: device: missing command, one of: create, credential, delete, enroll, get, list, update\n"},
+		{"nothing at all", []string{}, "medfleetctl: missing command, one of: audit, device, token, user, version, whoami\n"},
 		{"create without profile", []string{"device", "create", "p-1", "--model", "m"}, "--profile: required"},
 		{"create without model", []string{"device", "create", "p-1", "--profile", "cpap"}, "--model: required"},
 		{"create label twice", []string{"device", "create", "p-1", "--profile", "cpap", "--model", "m", "--label", "a=1", "--label", "a=2"}, `--label: key "a" given twice`},
@@ -241,6 +315,35 @@ func TestUsageErrors(t *testing.T) {
 		{"update nothing", []string{"device", "update", "p-1"}, "nothing to update"},
 		{"update set and remove", []string{"device", "update", "p-1", "--label", "a=1", "--remove-label", "a"}, `label "a": both --label and --remove-label`},
 		{"update remove empty key", []string{"device", "update", "p-1", "--remove-label", ""}, "--remove-label: want a label key"},
+		{"whoami with argument", []string{"whoami", "alice"}, "whoami: want no arguments, got 1"},
+		{"user create without role", []string{"user", "create", "alice"}, "--role: required, one of admin, biomed, facility, automation"},
+		{"user create unknown role", []string{"user", "create", "alice", "--role", "nurse"}, `--role: want one of admin, biomed, facility, automation, got "nurse"`},
+		{"user create bad id", []string{"user", "create", "Alice", "--role", "biomed"}, `user id "Alice": want 1 to 64 characters of [a-z0-9._-]`},
+		{"user get resource name of a device", []string{"user", "get", "devices/p-1"}, `user id "devices/p-1"`},
+		{"user cert without out", []string{"user", "cert", "alice"}, "--out: required"},
+		{"user cert bad validity", []string{"user", "cert", "alice", "--out", "a", "--validity", "soon"}, `invalid argument "soon" for "--validity" flag: want a duration such as 90d or 720h`},
+		{"user cert zero validity", []string{"user", "cert", "alice", "--out", "a", "--validity", "0d"}, "--validity: must be positive"},
+		{"token create negative ttl", []string{"token", "create", "alice", "--ttl", "-1h"}, `"--ttl" flag: must not be negative`},
+		{"token list two users", []string{"token", "list", "alice", "bob"}, "token list: want at most one user id, got 2"},
+		{"token delete without token id", []string{"token", "delete", "alice"}, "token delete: want a user id and a token id, got 1"},
+		{"token delete bad token id", []string{"token", "delete", "alice", "a/b"}, `token id "a/b"`},
+		{"enroll kind without out", []string{"device", "enroll", "p-1", "--kind", "psk"}, "--kind: needs --out FILE"},
+		{"enroll out without kind", []string{"device", "enroll", "p-1", "--out", "p-1.json"}, "--out: needs --kind psk or --kind cert"},
+		{"enroll unknown kind", []string{"device", "enroll", "p-1", "--kind", "x509", "--out", "p-1.json"}, `--kind: want psk or cert, got "x509"`},
+		{"enroll out with ttl", []string{"device", "enroll", "p-1", "--kind", "psk", "--out", "p-1.json", "--ttl", "2h"}, "--ttl: only for an enrolment token"},
+		{"enroll out with ca-out", []string{"device", "enroll", "p-1", "--kind", "psk", "--out", "p-1.json", "--ca-out", "ca.pem"}, "--ca-out: only for an enrolment token"},
+		{"enroll force without file", []string{"device", "enroll", "p-1", "--force"}, "--force: replaces the file of --out or --ca-out"},
+		{"enroll zero ttl", []string{"device", "enroll", "p-1", "--ttl", "0s"}, "--ttl: must be positive"},
+		{"credential bad id", []string{"device", "credential", "get", "pump 1"}, `device id "pump 1"`},
+		{"credential without verb", []string{"device", "credential"}, "device credential: missing command, one of: get, revoke"},
+		{"audit list negative limit", []string{"audit", "list", "--limit", "-1"}, "--limit: must not be negative"},
+		{"audit verify with argument", []string{"audit", "verify", "x"}, "audit verify: want no arguments, got 1"},
+		{"cert without key", []string{"--cert", "a.crt", "whoami"}, `--cert "a.crt": needs --key`},
+		{"key without cert", []string{"--key", "a.key", "whoami"}, `--key "a.key": needs --cert`},
+		{"token file and cert", []string{"--token-file", "t", "--cert", "a.crt", "--key", "a.key", "whoami"}, "--token-file and --cert: give one credential"},
+		{"insecure with ca file", []string{"--insecure", "--ca-file", "ca.crt", "whoami"}, "--ca-file: a plaintext connection"},
+		{"insecure with token file", []string{"--insecure", "--token-file", "t", "whoami"}, "--token-file: a plaintext connection"},
+		{"empty token file", []string{"--token-file", "", "whoami"}, `--token-file "": want a file`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -267,7 +370,11 @@ func TestHelp(t *testing.T) {
 	if code != exitOK {
 		t.Errorf("--help exit code = %d, want 0 (stderr %q)", code, stderr)
 	}
-	for _, want := range []string{"Exit codes:", "  7  unavailable", "--server", "device"} {
+	for _, want := range []string{
+		"Exit codes:", "  7  unavailable", "--server", "device", "audit", "token", "user", "whoami",
+		"MEDFLEET_TOKEN ", "--token-file", "--ca-file", "--cert", "--key", "--server-name", "--insecure",
+		"MEDFLEET_CA_FILE", "MEDFLEET_TOKEN_FILE", "MEDFLEET_CERT_FILE", "MEDFLEET_KEY_FILE", "MEDFLEET_SERVER_NAME", "MEDFLEET_INSECURE",
+	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("--help output lacks %q:\n%s", want, stdout)
 		}

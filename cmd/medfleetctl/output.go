@@ -139,6 +139,7 @@ func writeDevice(w io.Writer, d *medfleetv1.Device, now time.Time) error {
 	line("manufacturer", cell(d.GetManufacturer()))
 	line("serial", cell(d.GetSerial()))
 	line("udi", cell(d.GetUdi()))
+	line("site", cell(d.GetSite()))
 	mapLines("labels", mapEntries(d.GetLabels(), cell))
 	line("firmware", cell(st.GetFirmwareVersion()))
 	line("usage", fmt.Sprintf("%s h (%s s)",
@@ -295,4 +296,227 @@ func wifi(st *medfleetv1.DeviceStatus) string {
 		return "-"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// writeKeyValues writes "key: value" lines, the values aligned one column
+// after the longest key.
+func writeKeyValues(w io.Writer, kvs [][2]string) error {
+	width := 0
+	for _, kv := range kvs {
+		width = max(width, len(kv[0])+2)
+	}
+	var b strings.Builder
+	for _, kv := range kvs {
+		fmt.Fprintf(&b, "%-*s%s\n", width, kv[0]+":", kv[1])
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// countNoun is "1 user", "3 users".
+func countNoun(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// roleWord is the role as --role spells it: "biomed"; "-" when unspecified.
+func roleWord(r medfleetv1.Role) string {
+	if r == medfleetv1.Role_ROLE_UNSPECIFIED {
+		return "-"
+	}
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
+}
+
+// credentialKindWord is the kind as --kind and the credentials file spell
+// it: "psk" or "cert".
+func credentialKindWord(k medfleetv1.CredentialKind) string {
+	switch k {
+	case medfleetv1.CredentialKind_CREDENTIAL_KIND_PSK:
+		return kindPSK
+	case medfleetv1.CredentialKind_CREDENTIAL_KIND_CERTIFICATE:
+		return kindCert
+	default:
+		return "-"
+	}
+}
+
+// writeCaller writes what GetCaller says about the caller.
+func writeCaller(w io.Writer, c *medfleetv1.Caller) error {
+	return writeKeyValues(w, [][2]string{
+		{"user", cell(c.GetUser())},
+		{"role", roleWord(c.GetRole())},
+		{"site", siteWord(c.GetSite())},
+		{"authenticated by", cell(c.GetAuthenticatedBy())},
+	})
+}
+
+// siteWord is a site, or "all" when the caller or user is confined to
+// none.
+func siteWord(site string) string {
+	if site == "" {
+		return "all"
+	}
+	return cell(site)
+}
+
+// writeUser writes one user as "key: value" lines.
+func writeUser(w io.Writer, u *medfleetv1.User, now time.Time) error {
+	return writeKeyValues(w, [][2]string{
+		{"name", cell(u.GetName())},
+		{"role", roleWord(u.GetRole())},
+		{"site", siteWord(u.GetSite())},
+		{"description", cell(u.GetDescription())},
+		{"created", timeAndAge(u.GetCreateTime(), now, "-")},
+		{"creator", cell(u.GetCreator())},
+		{"etag", cell(u.GetEtag())},
+	})
+}
+
+// writeUserTable writes users as a table with a count.
+func writeUserTable(w io.Writer, users []*medfleetv1.User, now time.Time) error {
+	if len(users) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "USER\tROLE\tSITE\tCREATED\tCREATOR\tDESCRIPTION")
+		for _, u := range users {
+			fmt.Fprintln(tw, strings.Join([]string{
+				cell(strings.TrimPrefix(u.GetName(), usersPrefix)),
+				roleWord(u.GetRole()),
+				siteWord(u.GetSite()),
+				lastSeen(u.GetCreateTime(), now),
+				cell(strings.TrimPrefix(u.GetCreator(), usersPrefix)),
+				cell(u.GetDescription()),
+			}, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintln(w, countNoun(len(users), "user"))
+	return err
+}
+
+// writeTokenTable writes tokens as a table with a count: their user and
+// id, never a secret (the server has none to give).
+func writeTokenTable(w io.Writer, tokens []*medfleetv1.Token, now time.Time) error {
+	if len(tokens) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "USER\tTOKEN\tSITE\tCREATED\tEXPIRES\tLAST USED\tDESCRIPTION")
+		for _, t := range tokens {
+			user, id := tokenParts(t.GetName())
+			fmt.Fprintln(tw, strings.Join([]string{
+				cell(user),
+				cell(id),
+				cell(t.GetSite()), // "-": the user's scope, not narrowed
+				lastSeen(t.GetCreateTime(), now),
+				expires(t.GetExpireTime(), now),
+				lastSeen(t.GetLastUseTime(), now),
+				cell(t.GetDescription()),
+			}, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintln(w, countNoun(len(tokens), "token"))
+	return err
+}
+
+// tokenParts splits "users/{user}/tokens/{token}".
+func tokenParts(name string) (user, id string) {
+	rest := strings.TrimPrefix(name, usersPrefix)
+	user, id, ok := strings.Cut(rest, "/tokens/")
+	if !ok {
+		return "", name
+	}
+	return user, id
+}
+
+// expires is "in 29d", "expired 3h ago", or "never".
+func expires(t *timestamppb.Timestamp, now time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	d := t.AsTime().Sub(now)
+	if d <= 0 {
+		return "expired " + age(-d)
+	}
+	return age(-d)
+}
+
+// writeCredential writes a device credential as "key: value" lines.
+func writeCredential(w io.Writer, c *medfleetv1.DeviceCredential, now time.Time) error {
+	kvs := [][2]string{
+		{"name", cell(c.GetName())},
+		{"kind", credentialKindWord(c.GetKind())},
+		{"generation", strconv.FormatUint(c.GetGeneration(), 10)},
+	}
+	if c.GetKind() == medfleetv1.CredentialKind_CREDENTIAL_KIND_CERTIFICATE {
+		kvs = append(kvs,
+			[2]string{"serial", cell(c.GetCertificateSerial())},
+			[2]string{"expires", timeAndAge(c.GetCertificateExpireTime(), now, "-")})
+	}
+	kvs = append(kvs,
+		[2]string{"issued", timeAndAge(c.GetIssueTime(), now, "-")},
+		[2]string{"issuer", cell(c.GetIssuer())},
+		[2]string{"revoked", timeAndAge(c.GetRevokeTime(), now, "no")},
+		[2]string{"etag", cell(c.GetEtag())},
+	)
+	return writeKeyValues(w, kvs)
+}
+
+// writeUserCertFiles says where "user cert" wrote the certificate and key.
+func writeUserCertFiles(w io.Writer, f userCertFiles, now time.Time) error {
+	return writeKeyValues(w, [][2]string{
+		{"certificate", cell(f.Certificate)},
+		{"private key", cell(f.PrivateKey)},
+		{"expires", timeAndAge(timestamppb.New(f.ExpireTime), now, "-")},
+	})
+}
+
+// writeAuditTable writes audit records as a table with a footer that counts
+// them and, when the listing stopped at --limit, gives the --start that
+// continues it.
+func writeAuditTable(w io.Writer, resp *medfleetv1.ListAuditRecordsResponse) error {
+	records := resp.GetRecords()
+	if len(records) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tROLE\tACTION\tTARGET\tOUTCOME\tSOURCE")
+		for _, r := range records {
+			t := "-"
+			if r.GetTime() != nil {
+				t = r.GetTime().AsTime().UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintln(tw, strings.Join([]string{
+				strconv.FormatUint(r.GetSequence(), 10),
+				t,
+				cell(r.GetActor()),
+				cell(r.GetRole()),
+				cell(shortAction(r.GetAction())),
+				cell(r.GetTarget()),
+				cell(r.GetOutcome()),
+				cell(r.GetSource()),
+			}, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	s := countNoun(len(records), "record")
+	if resp.GetNextPageToken() != "" && len(records) > 0 {
+		s += ", more: --start " + strconv.FormatUint(records[len(records)-1].GetSequence(), 10)
+	}
+	_, err := fmt.Fprintln(w, s)
+	return err
+}
+
+// shortAction is the method of an API action, "/medfleet.v1.DeviceService/
+// CreateDevice" -> "CreateDevice"; other actions ("device.register") as
+// they are.
+func shortAction(a string) string {
+	if strings.HasPrefix(a, "/") {
+		return a[strings.LastIndexByte(a, '/')+1:]
+	}
+	return a
 }

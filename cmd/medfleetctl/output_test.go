@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,6 +34,7 @@ func testPump() *medfleetv1.Device {
 		Manufacturer: "BD",
 		Serial:       "SN-81-004411",
 		Udi:          "(01)00885403810010(21)SN-81-004411",
+		Site:         "north",
 		Labels:       map[string]string{"unit": "4-west", "floor": "4", "bed": "12"},
 		CreateTime:   ts(time.Date(2026, 1, 10, 9, 30, 0, 0, time.UTC)),
 		UpdateTime:   ts(time.Date(2026, 2, 20, 14, 5, 0, 0, time.UTC)),
@@ -126,6 +128,58 @@ func testListAll() *medfleetv1.ListDevicesResponse {
 	}
 }
 
+func testUsers() []*medfleetv1.User {
+	return []*medfleetv1.User{
+		{Name: "users/admin", Role: medfleetv1.Role_ROLE_ADMIN, Description: "created on first start", CreateTime: ts(testNow.Add(-40 * 24 * time.Hour)), Creator: "system", Etag: "3"},
+		{Name: "users/alice", Role: medfleetv1.Role_ROLE_BIOMED, Site: "north", Description: "Alice Meyer, clinical engineering, ext. 4711", CreateTime: ts(testNow.Add(-3 * time.Hour)), Creator: "users/admin", Etag: "812"},
+		{Name: "users/rollout-bot", Role: medfleetv1.Role_ROLE_AUTOMATION, CreateTime: ts(testNow.Add(-26 * time.Hour)), Creator: "users/alice", Etag: "640"},
+	}
+}
+
+func testTokens() []*medfleetv1.Token {
+	return []*medfleetv1.Token{
+		{Name: "users/admin/tokens/wx1se45w83vwvqrx", Description: "first administrator token", CreateTime: ts(testNow.Add(-40 * 24 * time.Hour)), LastUseTime: ts(testNow.Add(-4 * time.Second))},
+		{Name: "users/alice/tokens/v47ze88gkw2a0vv8", Site: "north", Description: "laptop", CreateTime: ts(testNow.Add(-3 * time.Hour)), ExpireTime: ts(testNow.Add(27 * 24 * time.Hour))},
+		{Name: "users/rollout-bot/tokens/fxl2vioodj7jb1p5", CreateTime: ts(testNow.Add(-31 * 24 * time.Hour)), ExpireTime: ts(testNow.Add(-24 * time.Hour)), LastUseTime: ts(testNow.Add(-25 * time.Hour))},
+	}
+}
+
+func testCredentialPSK() *medfleetv1.DeviceCredential {
+	return &medfleetv1.DeviceCredential{
+		Name: "devices/pump-0001/credential", Kind: medfleetv1.CredentialKind_CREDENTIAL_KIND_PSK, Generation: 3,
+		IssueTime: ts(testNow.Add(-50 * time.Hour)), Issuer: "enrollments/1p4mk7m2h987935h", Etag: "9120",
+	}
+}
+
+func testCredentialCert() *medfleetv1.DeviceCredential {
+	return &medfleetv1.DeviceCredential{
+		Name: "devices/cpap-0002/credential", Kind: medfleetv1.CredentialKind_CREDENTIAL_KIND_CERTIFICATE, Generation: 1,
+		CertificateSerial: "5c1f0e7a9b2d4c31", CertificateExpireTime: ts(testNow.Add(398 * 24 * time.Hour)),
+		IssueTime: ts(testNow.Add(-2 * time.Hour)), Issuer: "users/alice", RevokeTime: ts(testNow.Add(-12 * time.Minute)), Etag: "9344",
+	}
+}
+
+// testAudit is a page of the audit log that stopped at --limit.
+func testAudit() *medfleetv1.ListAuditRecordsResponse {
+	rec := func(seq uint64, actor, role, action, target, outcome string) *medfleetv1.AuditRecord {
+		return &medfleetv1.AuditRecord{
+			Name: fmt.Sprintf("auditRecords/%020d", seq), Sequence: seq, Time: ts(testNow.Add(-time.Duration(100-seq) * time.Minute)),
+			Actor: actor, Role: role, Action: action, Target: target, Source: "10.20.0.14:51872", Outcome: outcome,
+		}
+	}
+	return &medfleetv1.ListAuditRecordsResponse{
+		Records: []*medfleetv1.AuditRecord{
+			rec(41, "users/alice", "biomed", "/medfleet.v1.DeviceService/CreateDevice", "devices/pump-0001", "OK"),
+			rec(42, "users/alice", "biomed", "/medfleet.v1.CredentialService/IssueDeviceCredential", "devices/pump-0001", "OK"),
+			rec(43, "devices/pump-0001", "device", "device.register", "devices/pump-0001", "OK"),
+			rec(44, "users/rollout-bot", "automation", "/medfleet.v1.AccessService/CreateUser", "users/mallory", "PermissionDenied"),
+		},
+		NextPageToken: "NDQ",
+		HeadSequence:  97,
+		HeadHash:      []byte{0x3a, 0x7f, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd},
+	}
+}
+
 // checkGolden compares got with testdata/name, or rewrites the file under
 // -update.
 func checkGolden(t *testing.T, name string, got []byte) {
@@ -163,6 +217,22 @@ func TestGolden(t *testing.T) {
 		{"device_get_decommissioned.golden", func(b *bytes.Buffer) error { return writeDevice(b, testDecommissioned(), testNow) }},
 		{"device_delete.golden", func(b *bytes.Buffer) error { return writeDecommissioned(b, testDecommissioned(), testNow) }},
 		{"device_delete.json.golden", func(b *bytes.Buffer) error { return writeJSON(b, testDecommissioned()) }},
+		{"whoami.golden", func(b *bytes.Buffer) error {
+			return writeCaller(b, &medfleetv1.Caller{User: "users/alice", Role: medfleetv1.Role_ROLE_BIOMED, Site: "north", AuthenticatedBy: "certificate"})
+		}},
+		{"user_get.golden", func(b *bytes.Buffer) error { return writeUser(b, testUsers()[1], testNow) }},
+		{"user_list.golden", func(b *bytes.Buffer) error { return writeUserTable(b, testUsers(), testNow) }},
+		{"user_list_empty.golden", func(b *bytes.Buffer) error { return writeUserTable(b, nil, testNow) }},
+		{"user_cert.golden", func(b *bytes.Buffer) error {
+			return writeUserCertFiles(b, userCertFiles{Certificate: "alice.crt", PrivateKey: "alice.key", ExpireTime: testNow.Add(90 * 24 * time.Hour)}, testNow)
+		}},
+		{"token_list.golden", func(b *bytes.Buffer) error { return writeTokenTable(b, testTokens(), testNow) }},
+		{"token_list.json.golden", func(b *bytes.Buffer) error { return writeJSON(b, &medfleetv1.ListTokensResponse{Tokens: testTokens()}) }},
+		{"credential_get.golden", func(b *bytes.Buffer) error { return writeCredential(b, testCredentialPSK(), testNow) }},
+		{"credential_get_cert_revoked.golden", func(b *bytes.Buffer) error { return writeCredential(b, testCredentialCert(), testNow) }},
+		{"audit_list.golden", func(b *bytes.Buffer) error { return writeAuditTable(b, testAudit()) }},
+		{"audit_list.json.golden", func(b *bytes.Buffer) error { return writeJSON(b, testAudit()) }},
+		{"audit_list_empty.golden", func(b *bytes.Buffer) error { return writeAuditTable(b, &medfleetv1.ListAuditRecordsResponse{}) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,6 +254,8 @@ func TestJSONRoundTrip(t *testing.T) {
 	}{
 		{"device_get.json.golden", testPump()},
 		{"device_list.json.golden", testList()},
+		{"token_list.json.golden", &medfleetv1.ListTokensResponse{Tokens: testTokens()}},
+		{"audit_list.json.golden", testAudit()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -295,6 +367,54 @@ func TestStateWords(t *testing.T) {
 	for c, want := range conns {
 		if got := connectivityWord(c); got != want {
 			t.Errorf("connectivityWord(%v) = %q, want %q", c, got, want)
+		}
+	}
+}
+
+func TestShortAction(t *testing.T) {
+	tests := map[string]string{
+		"/medfleet.v1.DeviceService/CreateDevice": "CreateDevice",
+		"/grpc.health.v1.Health/Check":            "Check",
+		"device.register":                         "device.register",
+		"":                                        "",
+	}
+	for in, want := range tests {
+		if got := shortAction(in); got != want {
+			t.Errorf("shortAction(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestExpires(t *testing.T) {
+	tests := []struct {
+		t    *timestamppb.Timestamp
+		want string
+	}{
+		{nil, "never"},
+		{ts(testNow.Add(29 * 24 * time.Hour)), "in 29d"},
+		{ts(testNow.Add(90 * time.Second)), "in 1m"},
+		{ts(testNow), "expired 0s ago"},
+		{ts(testNow.Add(-3 * time.Hour)), "expired 3h ago"},
+	}
+	for _, tc := range tests {
+		if got := expires(tc.t, testNow); got != tc.want {
+			t.Errorf("expires(%v) = %q, want %q", tc.t, got, tc.want)
+		}
+	}
+}
+
+func TestAuditSummary(t *testing.T) {
+	tests := []struct {
+		v    auditVerification
+		want string
+	}{
+		{auditVerification{}, "audit log verified: 0 records, head 0"},
+		{auditVerification{Records: 1, HeadSequence: 1, HeadHash: "00112233445566778899aabbccddeeff"}, "audit log verified: 1 record, head 1 0011223344556677"},
+		{auditVerification{Records: 97, HeadSequence: 97, HeadHash: "3a7f0011223344556677"}, "audit log verified: 97 records, head 97 3a7f001122334455"},
+	}
+	for _, tc := range tests {
+		if got := tc.v.summary(); got != tc.want {
+			t.Errorf("summary(%+v) = %q, want %q", tc.v, got, tc.want)
 		}
 	}
 }
