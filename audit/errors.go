@@ -1,9 +1,6 @@
 package audit
 
-import (
-	"errors"
-	"strconv"
-)
+import "errors"
 
 // Expected outcomes. The server translates them at its boundary.
 var (
@@ -22,13 +19,3 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
-// BrokenError names the first record at which the chain does not hold.
-type BrokenError struct {
-	Sequence uint64
-	Reason   string
-}
-
-func (e *BrokenError) Error() string {
-	return "audit record " + strconv.FormatUint(e.Sequence, 10) + ": " + e.Reason
-}

@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/medfleet/medfleet/audit/chain"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -134,7 +135,7 @@ func decodeRecord(key, value []byte) (*pb.AuditRecord, uint64, error) {
 	}
 	r := &pb.AuditRecord{}
 	if err := proto.Unmarshal(value, r); err != nil {
-		r = &pb.AuditRecord{Name: recordName(seq), Sequence: seq}
+		r = &pb.AuditRecord{Name: chain.Name(seq), Sequence: seq}
 	}
 	return r, seq, nil
 }

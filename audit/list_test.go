@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfleet/medfleet/audit/chain"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -221,13 +223,13 @@ func TestListErrors(t *testing.T) {
 // actor(i) names record i's actor.
 func writeChain(t *testing.T, kv clientv3.KV, n int, actor func(seq int) string) {
 	t.Helper()
-	h := &head{hash: zeroHash}
+	h := &head{hash: chain.ZeroHash}
 	for first := 1; first <= n; first += 127 {
 		var recs []*pb.AuditRecord
 		for seq := first; seq < first+127 && seq <= n; seq++ {
 			recs = append(recs, &pb.AuditRecord{Actor: actor(seq), Outcome: "OK"})
 		}
-		ops, err := chain(h, recs)
+		ops, err := chainBatch(h, recs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,7 +335,7 @@ func TestDecodeRecord(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "record", key: recordKey(7), value: string(good), want: &pb.AuditRecord{Sequence: 7, Actor: "users/alice"}},
-		{name: "undecodable value", key: recordKey(7), value: "\xff\xff", want: &pb.AuditRecord{Name: recordName(7), Sequence: 7}},
+		{name: "undecodable value", key: recordKey(7), value: "\xff\xff", want: &pb.AuditRecord{Name: chain.Name(7), Sequence: 7}},
 		{name: "foreign key", key: recordsPrefix + "x", wantErr: true},
 		{name: "short key", key: recordsPrefix + "7", wantErr: true},
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/medfleet/medfleet/audit/chain"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -43,8 +44,7 @@ const (
 	keySequence = "sequence"
 )
 
-func recordKey(seq uint64) string  { return fmt.Sprintf("%s%020d", recordsPrefix, seq) }
-func recordName(seq uint64) string { return fmt.Sprintf("auditRecords/%020d", seq) }
+func recordKey(seq uint64) string { return fmt.Sprintf("%s%020d", recordsPrefix, seq) }
 
 // Log appends records to the chain in etcd and lists them.
 type Log struct {
@@ -101,7 +101,7 @@ func (h *head) cmp() clientv3.Cmp {
 
 func parseHead(resp *clientv3.GetResponse) (*head, error) {
 	if len(resp.Kvs) == 0 {
-		return &head{hash: zeroHash}, nil
+		return &head{hash: chain.ZeroHash}, nil
 	}
 	var r pb.AuditRecord
 	if err := proto.Unmarshal(resp.Kvs[0].Value, &r); err != nil || r.GetSequence() == 0 || len(r.GetHash()) != 32 {
@@ -197,7 +197,7 @@ func (l *Log) Append(ctx context.Context, r *pb.AuditRecord) error {
 	if t := r.GetTime(); t == nil || (t.Seconds == 0 && t.Nanos == 0) || t.AsTime().IsZero() {
 		r.Time = timestamppb.New(l.now())
 	}
-	if !inRange(r.Time) {
+	if !chain.InRange(r.Time) {
 		return fmt.Errorf("audit: time %v is outside 1677-2262 or malformed", r.Time)
 	}
 	// A copy, so that a caller who gives up may reuse r while the committer
@@ -328,7 +328,7 @@ func (l *Log) write(ctx context.Context, recs []*pb.AuditRecord) error {
 				return err
 			}
 		}
-		ops, err := chain(l.head, recs)
+		ops, err := chainBatch(l.head, recs)
 		if err != nil {
 			return err
 		}
@@ -368,13 +368,13 @@ func (l *Log) write(ctx context.Context, recs []*pb.AuditRecord) error {
 
 // chain numbers and links recs after h and returns the puts that store them
 // and the new head.
-func chain(h *head, recs []*pb.AuditRecord) ([]clientv3.Op, error) {
+func chainBatch(h *head, recs []*pb.AuditRecord) ([]clientv3.Op, error) {
 	ops := make([]clientv3.Op, 0, len(recs)+1)
 	seq, prev := h.seq, h.hash
 	for _, r := range recs {
 		seq++
-		r.Sequence, r.Name, r.PrevHash = seq, recordName(seq), prev
-		r.Hash = Hash(r)
+		r.Sequence, r.Name, r.PrevHash = seq, chain.Name(seq), prev
+		r.Hash = chain.Hash(r)
 		b, err := proto.Marshal(r)
 		if err != nil {
 			return nil, fmt.Errorf("audit: encode record: %w", err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medfleet/medfleet/audit/chain"
+
 	"github.com/google/go-cmp/cmp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -99,7 +101,7 @@ func readAll(t testing.TB, l *Log) ([]*pb.AuditRecord, ListResult) {
 func verify(t testing.TB, l *Log) error {
 	t.Helper()
 	recs, last := readAll(t, l)
-	v := NewVerifier()
+	v := chain.NewVerifier()
 	for _, r := range recs {
 		if err := v.Add(r); err != nil {
 			return err
@@ -218,7 +220,7 @@ func TestAppendFillsRecord(t *testing.T) {
 		{name: "zero time from now", time: &timestamppb.Timestamp{}, wantSeq: 3, wantTime: time.Date(2026, 11, 1, 0, 0, 1, 0, time.UTC)},
 		{name: "Go's zero time from now", time: timestamppb.New(time.Time{}), wantSeq: 4, wantTime: time.Date(2026, 11, 1, 0, 0, 2, 0, time.UTC)},
 	}
-	prev := zeroHash
+	prev := chain.ZeroHash
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := record("users/alice", 1)
@@ -232,7 +234,7 @@ func TestAppendFillsRecord(t *testing.T) {
 			want.Sequence = tc.wantSeq
 			want.Name = fmt.Sprintf("auditRecords/%020d", tc.wantSeq)
 			want.PrevHash = prev
-			want.Hash = Hash(want)
+			want.Hash = chain.Hash(want)
 			if diff := cmp.Diff(want, r, protocmp.Transform()); diff != "" {
 				t.Errorf("Append filled (-want +got):\n%s", diff)
 			}
@@ -391,14 +393,14 @@ func TestTamper(t *testing.T) {
 		{
 			name: "actor changed and rehashed",
 			tamper: func(t *testing.T, kv clientv3.KV) {
-				rewrite(t, kv, 4, func(r *pb.AuditRecord) { r.Actor = "users/mallory"; r.Hash = Hash(r) })
+				rewrite(t, kv, 4, func(r *pb.AuditRecord) { r.Actor = "users/mallory"; r.Hash = chain.Hash(r) })
 			},
 			want: 5,
 		},
 		{
 			name: "last record changed and rehashed",
 			tamper: func(t *testing.T, kv clientv3.KV) {
-				rewrite(t, kv, 10, func(r *pb.AuditRecord) { r.Outcome = "OK"; r.Detail = "benign"; r.Hash = Hash(r) })
+				rewrite(t, kv, 10, func(r *pb.AuditRecord) { r.Outcome = "OK"; r.Detail = "benign"; r.Hash = chain.Hash(r) })
 			},
 			want: 10,
 		},
@@ -436,7 +438,7 @@ func TestTamper(t *testing.T) {
 			}
 			tc.tamper(t, e.Client)
 			err := verify(t, l)
-			var be *BrokenError
+			var be *chain.BrokenError
 			if !errors.As(err, &be) || be.Sequence != tc.want {
 				t.Errorf("verify after tampering = %v, want a BrokenError at %d", err, tc.want)
 			}

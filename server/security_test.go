@@ -29,7 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/medfleet/medfleet/access"
-	"github.com/medfleet/medfleet/audit"
+	"github.com/medfleet/medfleet/audit/chain"
 	"github.com/medfleet/medfleet/coap"
 	"github.com/medfleet/medfleet/internal/pki"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
@@ -500,7 +500,7 @@ func TestTokensCertificatesScopeAndAudit(t *testing.T) {
 	if _, err := ec.Put(ctx, key2, string(b)); err != nil {
 		t.Fatal(err)
 	}
-	var broken *audit.BrokenError
+	var broken *chain.BrokenError
 	if err := verify(listAudit(t, ts, "")); !errors.As(err, &broken) || broken.Sequence != victim.Sequence {
 		t.Errorf("verify after tampering with record %d = %v, want a BrokenError naming it", victim.Sequence, err)
 	}
@@ -525,7 +525,7 @@ func listAudit(t *testing.T, ts *testServer, filter string) *pb.ListAuditRecords
 }
 
 func verify(recs *pb.ListAuditRecordsResponse) error {
-	v := audit.NewVerifier()
+	v := chain.NewVerifier()
 	for _, r := range recs.Records {
 		if err := v.Add(r); err != nil {
 			return err

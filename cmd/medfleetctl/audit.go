@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
-	"github.com/medfleet/medfleet/audit"
+	"github.com/medfleet/medfleet/audit/chain"
 	medfleetv1 "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -201,7 +201,7 @@ func (v auditVerification) summary() string {
 // auditBrokenError is a chain that does not hold: an error that is not a
 // gRPC status, so that it exits 1.
 type auditBrokenError struct {
-	err      *audit.BrokenError
+	err      *chain.BrokenError
 	verified uint64
 }
 
@@ -220,10 +220,10 @@ func (e *auditBrokenError) Error() string {
 func (e *auditBrokenError) Unwrap() error { return e.err }
 
 // verifyAudit pages through the whole log with the largest pages and
-// checks it with audit.Verifier. A broken chain is a result, not an error;
+// checks it with chain.Verifier. A broken chain is a result, not an error;
 // errors are the calls'.
 func (c *cli) verifyAudit(ctx context.Context, client medfleetv1.AuditServiceClient) (auditVerification, error) {
-	v := audit.NewVerifier()
+	v := chain.NewVerifier()
 	req := &medfleetv1.ListAuditRecordsRequest{PageSize: auditPageSize}
 	seen := make(map[string]bool)
 	var res auditVerification
@@ -255,7 +255,7 @@ func (c *cli) verifyAudit(ctx context.Context, client medfleetv1.AuditServiceCli
 		req.PageToken = next
 	}
 	res.Records = v.Count()
-	var be *audit.BrokenError
+	var be *chain.BrokenError
 	switch {
 	case err == nil:
 		res.Verified = true

@@ -1,4 +1,4 @@
-package audit
+package chain
 
 import (
 	"crypto/sha256"
@@ -55,6 +55,6 @@ const (
 
 // inRange reports whether unixNano(t) is t exactly, so that no two times
 // share an encoding.
-func inRange(t *timestamppb.Timestamp) bool {
+func InRange(t *timestamppb.Timestamp) bool {
 	return t.GetNanos() >= 0 && t.GetNanos() < 1e9 && t.GetSeconds() >= minSeconds && t.GetSeconds() <= maxSeconds
 }

@@ -1,14 +1,15 @@
-package audit
+package chain
 
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
-// zeroHash is the prev_hash of record 1.
-var zeroHash = make([]byte, 32)
+// ZeroHash is the prev_hash of record 1.
+var ZeroHash = make([]byte, 32)
 
 // Verifier checks a log's records in sequence order, page by page, without
 // holding them: it keeps only the last sequence and hash. Once a check fails,
@@ -20,7 +21,7 @@ type Verifier struct {
 }
 
 // NewVerifier returns a verifier expecting record 1.
-func NewVerifier() *Verifier { return &Verifier{last: zeroHash} }
+func NewVerifier() *Verifier { return &Verifier{last: ZeroHash} }
 
 // Count returns how many records have passed.
 func (v *Verifier) Count() uint64 { return v.count }
@@ -39,9 +40,9 @@ func (v *Verifier) Add(r *pb.AuditRecord) error {
 		return v.fail(want, fmt.Sprintf("missing (the next record is %d)", seq))
 	case seq < want:
 		return v.fail(want, fmt.Sprintf("out of order (a record numbered %d follows %d)", seq, v.count))
-	case r.GetName() != recordName(seq):
+	case r.GetName() != Name(seq):
 		return v.fail(seq, fmt.Sprintf("name %q does not match its sequence", r.GetName()))
-	case !inRange(r.GetTime()):
+	case !InRange(r.GetTime()):
 		return v.fail(seq, "time is outside 1677-2262 or malformed")
 	case !bytes.Equal(r.GetHash(), Hash(r)):
 		return v.fail(seq, "hash does not match its contents")
@@ -79,3 +80,16 @@ func (v *Verifier) fail(seq uint64, reason string) error {
 	v.err = &BrokenError{Sequence: seq, Reason: reason}
 	return v.err
 }
+
+// BrokenError names the first record at which the chain does not hold.
+type BrokenError struct {
+	Sequence uint64
+	Reason   string
+}
+
+func (e *BrokenError) Error() string {
+	return "audit record " + strconv.FormatUint(e.Sequence, 10) + ": " + e.Reason
+}
+
+// Name is the resource name of record seq: "auditRecords/" and 20 digits.
+func Name(seq uint64) string { return fmt.Sprintf("auditRecords/%020d", seq) }
