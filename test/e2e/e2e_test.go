@@ -143,12 +143,17 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() (bo
 	t.Fatalf("%s: not within %v; last seen: %s", what, within, last)
 }
 
+// ctlEnv is medfleetctl's environment: the server's CA and the first
+// administrator's token, as an operator would set them.
+var ctlEnv []string
+
 // ctl runs medfleetctl and returns its stdout and exit code.
 func ctl(t *testing.T, server string, args ...string) ([]byte, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "medfleetctl"), append([]string{"--server", server, "--timeout", "5s"}, args...)...)
+	cmd.Env = append(os.Environ(), ctlEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -212,7 +217,7 @@ etcd:
 grpc:
   listen: %s
 coap:
-  listen: %s
+  dtls_listen: %s
 http:
   listen: %s
 inventory:
@@ -225,10 +230,13 @@ inventory:
 	}
 	server := start(t, dir, "medfleetd", "--config", config)
 	waitHealthy(t, httpAddr)
+	ctlEnv = []string{"MEDFLEET_CA_FILE=" + filepath.Join(dir, "data", "tls", "ca.crt"),
+		"MEDFLEET_TOKEN_FILE=" + filepath.Join(dir, "data", "admin.token")}
 
 	type device struct {
 		id, profile, model string
 		stateDir           string
+		credArgs           []string // how the agent gets its DTLS credential
 		proc               *proc
 	}
 	devices := []*device{
@@ -237,9 +245,28 @@ inventory:
 		{id: "e2e-rfid", profile: "rfid-reader", model: "Impinj R700"},
 	}
 	runAgent := func(d *device) {
-		d.proc = start(t, dir, "medfleet-agent "+d.id, "run", "--server", coapAddr, "--id", d.id,
-			"--profile", d.profile, "--model", d.model, "--serial", "SN-"+d.id, "--fw", "1.0.0",
-			"--state-dir", d.stateDir, "--interval", "1s", "--lifetime", "10s", "--time-scale", "600")
+		d.proc = start(t, dir, "medfleet-agent "+d.id, append([]string{"run", "--server", coapAddr, "--id", d.id,
+			"--profile", d.profile, "--model", d.model, "--serial", "SN-" + d.id, "--fw", "1.0.0",
+			"--state-dir", d.stateDir, "--interval", "1s", "--lifetime", "10s", "--time-scale", "600"}, d.credArgs...)...)
+	}
+	// Three ways to a credential: the pump enrols with a one-time token over
+	// DTLS; the CPAP gets a certificate, and the reader a PSK, written to its
+	// credentials file by medfleetctl.
+	caFile := filepath.Join(dir, "ca.pem")
+	out, code := ctl(t, grpcAddr, "device", "enroll", "e2e-pump", "--ca-out", caFile)
+	if code != 0 {
+		t.Fatalf("medfleetctl device enroll e2e-pump = exit %d: %s", code, out)
+	}
+	devices[0].credArgs = []string{"--enrol-token", strings.TrimSpace(string(out)), "--ca-file", caFile}
+	for _, c := range []struct {
+		d    *device
+		kind string
+	}{{devices[1], "cert"}, {devices[2], "psk"}} {
+		file := filepath.Join(dir, c.d.id+".json")
+		if out, code := ctl(t, grpcAddr, "device", "enroll", c.d.id, "--kind", c.kind, "--out", file); code != 0 {
+			t.Fatalf("medfleetctl device enroll %s --kind %s = exit %d: %s", c.d.id, c.kind, code, out)
+		}
+		c.d.credArgs = []string{"--credentials", file}
 	}
 	for _, d := range devices {
 		d.stateDir = filepath.Join(dir, d.id)
@@ -277,8 +304,10 @@ inventory:
 	waitHealthy(t, httpAddr)
 	before := listDevices(t, grpcAddr)
 
-	// An agent restarts and continues its numbering and counters.
+	// An agent restarts and continues its numbering and counters, with the
+	// credential it enrolled for (the token is spent).
 	devices[0].proc.stop(t, syscall.SIGTERM)
+	devices[0].credArgs = []string{"--ca-file", caFile}
 	runAgent(devices[0])
 
 	maxSeq := uint64(0)
@@ -331,8 +360,17 @@ inventory:
 		t.Errorf("e2e-rfid went offline %v after it died, want about lifetime + grace (11 s)", waited)
 	}
 
+	// The audit log recorded the enrolments and registrations, and verifies.
+	out, code = ctl(t, grpcAddr, "audit", "list", "--filter", `action = "device.enrol"`, "--limit", "0")
+	if code != 0 || !strings.Contains(string(out), "devices/e2e-pump") {
+		t.Errorf("medfleetctl audit list (enrolments) = exit %d:\n%s", code, out)
+	}
+	if out, code := ctl(t, grpcAddr, "audit", "verify"); code != 0 || !strings.Contains(string(out), "verified") {
+		t.Errorf("medfleetctl audit verify = exit %d:\n%s", code, out)
+	}
+
 	// The CLI's table and exit codes.
-	out, code := ctl(t, grpcAddr, "device", "list", "--profile", "cpap")
+	out, code = ctl(t, grpcAddr, "device", "list", "--profile", "cpap")
 	if code != 0 || !strings.Contains(string(out), "e2e-cpap") || strings.Contains(string(out), "e2e-pump") {
 		t.Errorf("medfleetctl device list --profile cpap = exit %d:\n%s", code, out)
 	}
