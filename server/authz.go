@@ -58,6 +58,19 @@ var rules = map[string]rule{
 
 	pb.AuditService_ListAuditRecords_FullMethodName: {perm: access.AuditRead, global: true},
 
+	pb.MaintenanceService_ApplyDeviceModel_FullMethodName:     {perm: access.MaintenanceWrite, mutation: true, global: true},
+	pb.MaintenanceService_GetDeviceModel_FullMethodName:       {perm: access.MaintenanceRead},
+	pb.MaintenanceService_ListDeviceModels_FullMethodName:     {perm: access.MaintenanceRead},
+	pb.MaintenanceService_ListDueItems_FullMethodName:         {perm: access.MaintenanceRead},
+	pb.MaintenanceService_GetDeviceMaintenance_FullMethodName: {perm: access.MaintenanceRead},
+	pb.MaintenanceService_CreateWorkOrder_FullMethodName:      {perm: access.MaintenanceWrite, mutation: true},
+	pb.MaintenanceService_GetWorkOrder_FullMethodName:         {perm: access.MaintenanceRead},
+	pb.MaintenanceService_ListWorkOrders_FullMethodName:       {perm: access.MaintenanceRead},
+	pb.MaintenanceService_AssignWorkOrder_FullMethodName:      {perm: access.MaintenanceWrite, mutation: true},
+	pb.MaintenanceService_CompleteWorkOrder_FullMethodName:    {perm: access.MaintenanceWrite, mutation: true},
+	pb.MaintenanceService_CancelWorkOrder_FullMethodName:      {perm: access.MaintenanceWrite, mutation: true},
+	pb.MaintenanceService_GetComplianceReport_FullMethodName:  {perm: access.MaintenanceRead, global: true},
+
 	"/grpc.health.v1.Health/Check":                                   {public: true},
 	"/grpc.health.v1.Health/Watch":                                   {public: true},
 	"/grpc.health.v1.Health/List":                                    {public: true},
@@ -203,6 +216,10 @@ func target(req any) string {
 		return r.GetDevice().GetName()
 	case *pb.CreateUserRequest:
 		return "users/" + r.GetUserId()
+	case *pb.ApplyDeviceModelRequest:
+		return "models/" + r.GetModelId()
+	case *pb.CreateWorkOrderRequest:
+		return r.GetWorkOrder().GetDevice()
 	case interface{ GetName() string }:
 		return r.GetName()
 	case interface{ GetParent() string }:

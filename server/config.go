@@ -17,6 +17,7 @@ import (
 	"github.com/medfleet/medfleet/coap/gateway"
 	"github.com/medfleet/medfleet/credentials"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/maintenance/program"
 )
 
 // Config is everything medfleetd can be told, from flags or a YAML file.
@@ -32,6 +33,7 @@ type Config struct {
 	Inventory   inventory.Config   `yaml:"inventory"`
 	Credentials credentials.Config `yaml:"credentials"`
 	Audit       audit.Config       `yaml:"audit"`
+	Maintenance program.Config     `yaml:"maintenance"`
 	Telemetry   TelemetryConfig    `yaml:"telemetry"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -113,6 +115,7 @@ func DefaultConfig() Config {
 		Inventory:       inventory.DefaultConfig(),
 		Credentials:     credentials.DefaultConfig(),
 		Audit:           audit.DefaultConfig(),
+		Maintenance:     program.DefaultConfig(),
 		Telemetry:       TelemetryConfig{TraceSampleRatio: 0.01},
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -202,6 +205,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Audit.Validate(); err != nil {
+		return err
+	}
+	if err := c.Maintenance.Validate(); err != nil {
 		return err
 	}
 	return c.Inventory.Validate()

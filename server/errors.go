@@ -13,6 +13,8 @@ import (
 	"github.com/medfleet/medfleet/audit"
 	"github.com/medfleet/medfleet/credentials"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/maintenance"
+	"github.com/medfleet/medfleet/maintenance/program"
 )
 
 // grpcError translates an error to a gRPC status: the one place where the
@@ -24,6 +26,7 @@ func grpcError(log *slog.Logger, method string, err error) error {
 		afe *access.FieldError
 		cfe *credentials.FieldError
 		ufe *audit.FieldError
+		mfe *maintenance.FieldError
 	)
 	switch {
 	case err == nil:
@@ -36,6 +39,14 @@ func grpcError(log *slog.Logger, method string, err error) error {
 		return invalidArgument(cfe.Field, cfe.Reason)
 	case errors.As(err, &ufe):
 		return invalidArgument(ufe.Field, ufe.Reason)
+	case errors.As(err, &mfe):
+		return invalidArgument(mfe.Field, mfe.Reason)
+	case errors.Is(err, program.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, program.ErrState):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, program.ErrConflict):
+		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, inventory.ErrNotFound), errors.Is(err, access.ErrNotFound), errors.Is(err, credentials.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, inventory.ErrAlreadyExists), errors.Is(err, access.ErrAlreadyExists):

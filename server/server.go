@@ -30,6 +30,7 @@ import (
 	"github.com/medfleet/medfleet/credentials"
 	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/maintenance/program"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -171,8 +172,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	prog, err := program.New(s.cfg.Maintenance, store.client, inv, s.log.With("component", "maintenance"), time.Now)
+	if err != nil {
+		return err
+	}
 	loadCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = errors.Join(inv.Load(loadCtx), users.Load(loadCtx), creds.Load(loadCtx))
+	err = errors.Join(inv.Load(loadCtx), users.Load(loadCtx), creds.Load(loadCtx), prog.Load(loadCtx))
 	if err == nil {
 		var created bool
 		if created, err = users.Bootstrap(loadCtx, s.cfg.AdminTokenPath()); created {
@@ -235,6 +240,7 @@ func (s *Server) Run(ctx context.Context) error {
 	pb.RegisterAccessServiceServer(grpcSrv, &accessService{users: users, clientCA: k.clientCA, log: s.log, now: time.Now})
 	pb.RegisterCredentialServiceServer(grpcSrv, &credentialService{creds: creds, inv: inv, serverCA: k.serverCA, log: s.log})
 	pb.RegisterAuditServiceServer(grpcSrv, &auditService{log: auditLog, slg: s.log})
+	pb.RegisterMaintenanceServiceServer(grpcSrv, &maintenanceService{prog: prog, inv: inv, log: s.log})
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
 	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics), ReadHeaderTimeout: 10 * time.Second}
@@ -259,6 +265,10 @@ func (s *Server) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return users.Run(gctx) })
 	g.Go(func() error { return creds.Run(gctx) })
+	// The scheduler runs on every replica: its work orders are opened with
+	// a transaction that only the first replica wins, so replicas cannot
+	// duplicate them.
+	g.Go(func() error { return prog.Run(gctx) })
 	g.Go(func() error { return gw.ServeDTLS(gctx, dtlsLn, dtlsCfg) })
 	if coapConn != nil {
 		g.Go(func() error { return gw.Serve(gctx, coapConn) })
