@@ -3,10 +3,9 @@ package inventory
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
-	"unicode"
 
+	"github.com/medfleet/medfleet/internal/filter"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -42,33 +41,16 @@ func ParseFilter(s string) (*Filter, error) {
 	if len(s) > 1024 {
 		return nil, &FieldError{Field: "filter", Reason: "longer than 1024 bytes"}
 	}
-	toks, err := lexFilter(s)
+	terms, err := filter.Parse(s)
 	if err != nil {
-		return nil, err
+		return nil, &FieldError{Field: "filter", Reason: err.Error()}
 	}
 	f := &Filter{}
-	for i := 0; i < len(toks); {
-		if len(f.terms) > 0 {
-			if toks[i].kind != tokWord || toks[i].text != "AND" {
-				return nil, filterErr("expected AND at %q", toks[i].text)
-			}
-			i++
+	for _, ft := range terms {
+		if ft.Op != "=" && ft.Op != "!=" {
+			return nil, filterErr("%s cannot be compared with %s; use = or !=", ft.Field, ft.Op)
 		}
-		if i+3 > len(toks) {
-			return nil, filterErr("incomplete comparison at the end; want field = value")
-		}
-		field, op, val := toks[i], toks[i+1], toks[i+2]
-		i += 3
-		if field.kind != tokWord {
-			return nil, filterErr("expected a field name, got %q", field.text)
-		}
-		if op.kind != tokOp {
-			return nil, filterErr("expected = or != after %q, got %q", field.text, op.text)
-		}
-		if val.kind == tokOp {
-			return nil, filterErr("expected a value after %q %s", field.text, op.text)
-		}
-		t := term{field: field.text, neg: op.text == "!=", value: val.text}
+		t := term{field: ft.Field, neg: ft.Op == "!=", value: ft.Value}
 		if key, ok := strings.CutPrefix(t.field, "labels."); ok {
 			if key == "" {
 				return nil, filterErr("labels. needs a key, as in labels.unit = \"4-west\"")
@@ -81,7 +63,7 @@ func ParseFilter(s string) (*Filter, error) {
 			if enums != nil {
 				t.value = strings.TrimPrefix(strings.ToUpper(t.value), strings.ToUpper(t.field)+"_")
 				if !slices.Contains(enums, t.value) {
-					return nil, filterErr("%s cannot be %q; want one of %s", t.field, val.text, strings.Join(enums, ", "))
+					return nil, filterErr("%s cannot be %q; want one of %s", t.field, ft.Value, strings.Join(enums, ", "))
 				}
 			}
 		}
@@ -92,15 +74,14 @@ func ParseFilter(s string) (*Filter, error) {
 
 // String is the canonical form of the filter, used to tie page tokens to it.
 func (f *Filter) String() string {
-	parts := make([]string, len(f.terms))
+	terms := make([]filter.Term, len(f.terms))
 	for i, t := range f.terms {
-		op := "="
+		terms[i] = filter.Term{Field: t.field, Op: "=", Value: t.value}
 		if t.neg {
-			op = "!="
+			terms[i].Op = "!="
 		}
-		parts[i] = t.field + " " + op + " " + strconv.Quote(t.value)
 	}
-	return strings.Join(parts, " AND ")
+	return filter.String(terms)
 }
 
 // match reports whether a device (registry part and status) passes the
@@ -135,71 +116,6 @@ func (f *Filter) match(d *pb.Device, st *pb.DeviceStatus, conn func() pb.Connect
 		}
 	}
 	return true
-}
-
-type tokKind int
-
-const (
-	tokWord tokKind = iota
-	tokString
-	tokOp
-)
-
-type token struct {
-	kind tokKind
-	text string
-}
-
-func lexFilter(s string) ([]token, error) {
-	var toks []token
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n':
-			i++
-		case c == '=':
-			toks = append(toks, token{tokOp, "="})
-			i++
-		case c == '!':
-			if i+1 >= len(s) || s[i+1] != '=' {
-				return nil, filterErr("stray %q at offset %d", "!", i)
-			}
-			toks = append(toks, token{tokOp, "!="})
-			i += 2
-		case c == '"':
-			j := i + 1
-			for j < len(s) && s[j] != '"' {
-				if s[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			if j >= len(s) {
-				return nil, filterErr("unterminated string at offset %d", i)
-			}
-			v, err := strconv.Unquote(s[i : j+1])
-			if err != nil {
-				return nil, filterErr("bad string at offset %d: %v", i, err)
-			}
-			toks = append(toks, token{tokString, v})
-			i = j + 1
-		default:
-			j := i
-			for j < len(s) && isWordByte(s[j]) {
-				j++
-			}
-			if j == i {
-				return nil, filterErr("unexpected %q at offset %d", string(rune(c)), i)
-			}
-			toks = append(toks, token{tokWord, s[i:j]})
-			i = j
-		}
-	}
-	return toks, nil
-}
-
-func isWordByte(c byte) bool {
-	return c < unicode.MaxASCII && (unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c)) || strings.IndexByte("._-:/", c) >= 0)
 }
 
 func filterErr(format string, args ...any) error {

@@ -18,7 +18,15 @@ func TestParseFilter(t *testing.T) {
 		{in: `connectivity = online AND clinical_state = CLINICAL_STATE_IN_USE`, want: `connectivity = "ONLINE" AND clinical_state = "IN_USE"`},
 		{in: `labels.unit != "4 west"`, want: `labels.unit != "4 west"`},
 		{in: `firmware_version = "2.1.0" AND model = "Alaris 8100"`, want: `firmware_version = "2.1.0" AND model = "Alaris 8100"`},
+		{in: "labels.unit:a/b = x-y\r\nAND model = \"a\\\"b\\\\\"", want: `labels.unit:a/b = "x-y" AND model = "a\"b\\"`},
+		// Go's escapes, and a newline written raw, come out as
+		// strconv.Quote writes them.
+		{in: `model = "\x41\tb\u00e9"`, want: `model = "A\tbé"`},
+		{in: "model = \"a\nb\"", want: `model = "a\nb"`},
 		{in: `color = "red"`, wantErr: true},
+		{in: `profile < "cpap"`, wantErr: true},
+		{in: `profile = "a\qb"`, wantErr: true},
+		{in: `profile = = "cpap"`, wantErr: true},
 		{in: `connectivity = MAYBE`, wantErr: true},
 		{in: `profile =`, wantErr: true},
 		{in: `profile "cpap"`, wantErr: true},
