@@ -8,45 +8,40 @@ import (
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
-// Compliance computes the on-time completion of scheduled maintenance
-// (preventive orders) over [start, end):
+// Compliance computes, at now, the on-time completion of scheduled
+// maintenance (preventive orders) over [start, end):
 //
-//   - an order counts in the period when its due window ends in it, or when
-//     it was completed in it;
+//   - an order counts in the period its due window ends in;
 //   - on time: completed no later than the end of its window; late:
-//     completed after it; missed: not completed, and its window ended
-//     before the end of the period;
+//     completed after it; missed: not completed, and its window has ended
+//     (an order whose window is still open is pending and not counted);
 //   - cancelled orders do not count (each cancellation is audited, with
 //     its reason);
 //   - on_time_percent = on_time / (on_time + late + missed), 100 when
 //     nothing counted.
 //
 // Figures are given overall, for high-risk and for life-support equipment.
-func Compliance(orders []*pb.WorkOrder, start, end time.Time) *pb.ComplianceReport {
+func Compliance(orders []*pb.WorkOrder, start, end, now time.Time) *pb.ComplianceReport {
 	r := &pb.ComplianceReport{StartTime: timestamppb.New(start), EndTime: timestamppb.New(end),
 		Overall: &pb.ComplianceFigures{}, HighRisk: &pb.ComplianceFigures{}, LifeSupport: &pb.ComplianceFigures{}}
-	in := func(t time.Time) bool { return !t.Before(start) && t.Before(end) }
 	for _, o := range orders {
-		if o.GetType() != pb.WorkOrderType_WORK_ORDER_TYPE_PREVENTIVE || o.GetState() == pb.WorkOrderState_WORK_ORDER_STATE_CANCELLED {
+		windowEnd := o.GetWindowEndTime().AsTime()
+		if o.GetType() != pb.WorkOrderType_WORK_ORDER_TYPE_PREVENTIVE || o.GetState() == pb.WorkOrderState_WORK_ORDER_STATE_CANCELLED ||
+			windowEnd.Before(start) || !windowEnd.Before(end) {
 			continue
 		}
-		windowEnd := o.GetWindowEndTime().AsTime()
-		completed := o.GetState() == pb.WorkOrderState_WORK_ORDER_STATE_COMPLETED
-		done := o.GetCompleteTime().AsTime()
 		var count func(*pb.ComplianceFigures)
 		switch {
-		case completed && (in(done) || in(windowEnd) && done.Before(end)):
-			if done.After(windowEnd) {
-				count = func(f *pb.ComplianceFigures) { f.Late++ }
-				r.Late = append(r.Late, o)
-			} else {
-				count = func(f *pb.ComplianceFigures) { f.OnTime++ }
-			}
-		case !completed && in(windowEnd):
+		case o.GetState() == pb.WorkOrderState_WORK_ORDER_STATE_COMPLETED && o.GetCompleteTime().AsTime().After(windowEnd):
+			count = func(f *pb.ComplianceFigures) { f.Late++ }
+			r.Late = append(r.Late, o)
+		case o.GetState() == pb.WorkOrderState_WORK_ORDER_STATE_COMPLETED:
+			count = func(f *pb.ComplianceFigures) { f.OnTime++ }
+		case now.After(windowEnd):
 			count = func(f *pb.ComplianceFigures) { f.Missed++ }
 			r.Missed = append(r.Missed, o)
 		default:
-			continue
+			continue // pending: its window is still open
 		}
 		count(r.Overall)
 		if o.GetHighRisk() {

@@ -92,6 +92,11 @@ func Due(now time.Time, d *Device, m *pb.DeviceModel, horizon time.Duration) []*
 			it := base(t.GetId(), t.GetKind())
 			it.Reason = pb.DueReason_DUE_REASON_USAGE
 			used := d.UsageHours - lastUsage
+			if used < 0 {
+				// The usage counter restarted since the task was done (a
+				// device registered again): count from the restart.
+				used = d.UsageHours
+			}
 			remaining := n - used
 			it.Detail = fmt.Sprintf("every %s h: %s h used, %.1f h/day", hours(n), hours(used), rate.PerDay)
 			if remaining <= 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 
@@ -36,6 +37,10 @@ const (
 	IndicatorBattery   = "battery"
 )
 
+// maxDays bounds the day counts of a plan: a century is already a typo,
+// and days beyond 106,751 overflow a time.Duration.
+const maxDays = 36500
+
 // ValidateModel checks a model and its plan.
 func ValidateModel(id string, m *pb.DeviceModel) error {
 	if !idPattern.MatchString(id) {
@@ -65,12 +70,22 @@ func ValidateModel(id string, m *pb.DeviceModel) error {
 			return &FieldError{Field: f + "id", Reason: fmt.Sprintf("%q is used twice", t.GetId())}
 		case t.GetKind() == pb.TaskKind_TASK_KIND_UNSPECIFIED || pb.TaskKind_name[int32(t.GetKind())] == "":
 			return &FieldError{Field: f + "kind", Reason: "required: " + strings.Join(taskKindNames(), ", ")}
-		case t.GetIntervalDays() < 0 || t.GetIntervalHours() < 0:
-			return &FieldError{Field: f + "interval", Reason: "negative"}
+		case t.GetIntervalDays() < 0:
+			return &FieldError{Field: f + "interval_days", Reason: "negative"}
+		case t.GetIntervalDays() > maxDays:
+			return &FieldError{Field: f + "interval_days", Reason: fmt.Sprintf("more than %d days", maxDays)}
+		case t.GetIntervalHours() < 0 || math.IsNaN(t.GetIntervalHours()):
+			return &FieldError{Field: f + "interval_hours", Reason: "negative or not a number"}
 		case t.GetIntervalDays() == 0 && t.GetIntervalHours() == 0 && len(t.GetConditions()) == 0:
 			return &FieldError{Field: f + "interval_days", Reason: "a task needs a calendar or usage interval or a condition"}
-		case t.GetWindowBeforeDays() < 0 || t.GetWindowAfterDays() < 0:
-			return &FieldError{Field: f + "window", Reason: "negative"}
+		case t.GetWindowBeforeDays() < 0:
+			return &FieldError{Field: f + "window_before_days", Reason: "negative"}
+		case t.GetWindowAfterDays() < 0:
+			return &FieldError{Field: f + "window_after_days", Reason: "negative"}
+		case t.GetWindowBeforeDays() > maxDays:
+			return &FieldError{Field: f + "window_before_days", Reason: fmt.Sprintf("more than %d days", maxDays)}
+		case t.GetWindowAfterDays() > maxDays:
+			return &FieldError{Field: f + "window_after_days", Reason: fmt.Sprintf("more than %d days", maxDays)}
 		case t.GetIntervalDays() > 0 && t.GetWindowBeforeDays()+t.GetWindowAfterDays() >= t.GetIntervalDays():
 			return &FieldError{Field: f + "window_after_days", Reason: "the due window must be shorter than the interval"}
 		}
@@ -85,8 +100,11 @@ func ValidateModel(id string, m *pb.DeviceModel) error {
 			if c.GetOp() != ">=" && c.GetOp() != "<=" {
 				return &FieldError{Field: cf + "op", Reason: fmt.Sprintf("%q: want >= or <=", c.GetOp())}
 			}
-			if c.GetTrendDays() < 0 {
-				return &FieldError{Field: cf + "trend_days", Reason: "negative"}
+			if math.IsNaN(c.GetThreshold()) {
+				return &FieldError{Field: cf + "threshold", Reason: "not a number"}
+			}
+			if c.GetTrendDays() < 0 || c.GetTrendDays() > maxDays {
+				return &FieldError{Field: cf + "trend_days", Reason: fmt.Sprintf("outside 0-%d", maxDays)}
 			}
 		}
 	}
