@@ -32,7 +32,7 @@
 // up to Config.MaxBatch, into one transaction, and answers each caller with
 // its result.
 //
-// audit imports only the generated proto package from Medfleet; it must not
+// audit imports only proto and internal packages from Medfleet; it must not
 // import server, inventory, or any gRPC server package, so that every one of
 // them can audit through it.
 package audit

@@ -14,6 +14,6 @@
 //	/medfleet/v1/status/{id}      medfleet.v1.DeviceStatus, output-only fields cleared
 //	/medfleet/v1/requests/{rid}   device id a CreateDevice request_id made (24 h lease)
 //
-// inventory imports proto and coap only from Medfleet; it must not import
+// inventory imports proto, coap and internal packages only from Medfleet; it must not import
 // server, the gRPC server packages, or the gateway.
 package inventory

@@ -159,7 +159,7 @@ func condition(now time.Time, d *Device, c *pb.Condition, idx int) *pb.DueItem {
 }
 
 // project is when remaining hours of use are reached at perDay hours a
-// day; a device not in use is projected a year out at most.
+// day; a device not in use is projected ten years out, beyond any horizon.
 func project(now time.Time, remaining, perDay float64) time.Time {
 	if perDay <= 0 || remaining/perDay > 3650 {
 		return now.Add(3650 * day)
@@ -203,15 +203,25 @@ func SortDue(items []*pb.DueItem) {
 		}
 		return 2
 	}
-	slices.SortStableFunc(items, func(a, b *pb.DueItem) int {
+	// Device and task make the order total, so an unstable sort is
+	// deterministic; comparisons stop at the first that differs.
+	slices.SortFunc(items, func(a, b *pb.DueItem) int {
 		if a.GetOverdue() != b.GetOverdue() {
 			if a.GetOverdue() {
 				return -1
 			}
 			return 1
 		}
-		return cmp.Or(cmp.Compare(tier(a), tier(b)), cmp.Compare(b.GetEmNumber(), a.GetEmNumber()),
-			a.GetDueTime().AsTime().Compare(b.GetDueTime().AsTime()), cmp.Compare(a.GetDevice(), b.GetDevice()),
-			cmp.Compare(a.GetTaskId(), b.GetTaskId()))
+		if c := cmp.Compare(tier(a), tier(b)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.GetEmNumber(), a.GetEmNumber()); c != 0 {
+			return c
+		}
+		if c := cmp.Or(cmp.Compare(a.GetDueTime().GetSeconds(), b.GetDueTime().GetSeconds()),
+			cmp.Compare(a.GetDueTime().GetNanos(), b.GetDueTime().GetNanos())); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(a.GetDevice(), b.GetDevice()), cmp.Compare(a.GetTaskId(), b.GetTaskId()))
 	})
 }

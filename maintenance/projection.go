@@ -20,14 +20,19 @@ type Sample struct {
 // History is a bounded record of a device's samples. When it is full, every
 // second sample of the older half goes, so the record spans a long time at a
 // coarser grain: a rate needs a long baseline more than fine detail.
+// Samples change only through Add.
 type History struct {
 	Samples []Sample
+	// rate caches the Theil-Sen estimate of Samples, which costs O(n²):
+	// the due list asks for it far more often than samples arrive.
+	rate *Rate
 }
 
 // Add appends a sample taken at least minGap after the last one. A usage
 // below the last one (the server's counter never goes down, but a history
 // restored from older data might) starts the history again.
 func (h *History) Add(s Sample, minGap time.Duration) {
+	h.rate = nil
 	if n := len(h.Samples); n > 0 {
 		last := h.Samples[n-1]
 		if s.Time.Sub(last.Time) < minGap {
@@ -66,6 +71,9 @@ type Rate struct {
 func EstimateRate(h *History, usageHours float64, age time.Duration) Rate {
 	s := h.Samples
 	if len(s) >= 3 && s[len(s)-1].Time.Sub(s[0].Time) >= 24*time.Hour {
+		if h.rate != nil {
+			return *h.rate
+		}
 		slopes := make([]float64, 0, len(s)*(len(s)-1)/2)
 		for i := range s {
 			for j := i + 1; j < len(s); j++ {
@@ -76,7 +84,8 @@ func EstimateRate(h *History, usageHours float64, age time.Duration) Rate {
 			}
 		}
 		slices.Sort(slopes)
-		return Rate{PerDay: quantile(slopes, 0.5), Low: quantile(slopes, 0.1), High: quantile(slopes, 0.9), Samples: len(s)}
+		h.rate = &Rate{PerDay: quantile(slopes, 0.5), Low: quantile(slopes, 0.1), High: quantile(slopes, 0.9), Samples: len(s)}
+		return *h.rate
 	}
 	days := age.Hours() / 24
 	if days < 1 {

@@ -1407,8 +1407,8 @@ func (x *ComplianceReport) GetLate() []*WorkOrder {
 
 type ComplianceFigures struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Scheduled orders whose due window ended within the period, or that were
-	// completed within it.
+	// Scheduled (preventive) orders whose due window ended within the period,
+	// not cancelled: on_time + late + missed.
 	Scheduled int32 `protobuf:"varint,1,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
 	OnTime    int32 `protobuf:"varint,2,opt,name=on_time,json=onTime,proto3" json:"on_time,omitempty"`
 	Late      int32 `protobuf:"varint,3,opt,name=late,proto3" json:"late,omitempty"`
