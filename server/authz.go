@@ -70,6 +70,7 @@ var rules = map[string]rule{
 	pb.MaintenanceService_CompleteWorkOrder_FullMethodName:    {perm: access.MaintenanceWrite, mutation: true},
 	pb.MaintenanceService_CancelWorkOrder_FullMethodName:      {perm: access.MaintenanceWrite, mutation: true},
 	pb.MaintenanceService_GetComplianceReport_FullMethodName:  {perm: access.MaintenanceRead, global: true},
+	pb.MaintenanceService_GetReliabilityReport_FullMethodName: {perm: access.MaintenanceRead, global: true},
 
 	"/grpc.health.v1.Health/Check":                                   {public: true},
 	"/grpc.health.v1.Health/Watch":                                   {public: true},

@@ -185,6 +185,15 @@ func (s *maintenanceService) GetComplianceReport(_ context.Context, req *pb.GetC
 	return r, grpcError(s.log, "GetComplianceReport", err)
 }
 
+func (s *maintenanceService) GetReliabilityReport(_ context.Context, req *pb.GetReliabilityReportRequest) (*pb.ReliabilityReport, error) {
+	id, ok := strings.CutPrefix(req.GetModel(), "models/")
+	if !ok || id == "" {
+		return nil, invalidArgument("model", "want models/{model}, got "+quote(req.GetModel()))
+	}
+	r, err := s.prog.Reliability(id, req.GetTargetReliability())
+	return r, grpcError(s.log, "GetReliabilityReport", err)
+}
+
 func workOrderID(name string) (string, error) {
 	id, ok := strings.CutPrefix(name, "workOrders/")
 	if !ok || id == "" || strings.Contains(id, "/") {

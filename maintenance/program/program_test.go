@@ -222,3 +222,49 @@ func TestCompliance(t *testing.T) {
 }
 
 func name(o *pb.WorkOrder) string { return o.GetName()[len("workOrders/"):] }
+
+func TestReliability(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	if _, err := f.prog.ApplyModel(ctx, "test-pump", pumpModel()); err != nil {
+		t.Fatal(err)
+	}
+	// Occlusion-sensor repairs at these operating hours on six pumps; two
+	// more pumps have run 900 h without one (censored).
+	failures := map[string][]float64{"p1": {300}, "p2": {420, 900}, "p3": {510}, "p4": {610}, "p5": {700}, "p6": {380}, "p7": nil, "p8": nil}
+	for dev, at := range failures {
+		for _, h := range at {
+			f.report(t, dev, h, "1.0")
+			o, err := f.prog.CreateWorkOrder(ctx, &pb.WorkOrder{Device: "devices/" + dev, Type: pb.WorkOrderType_WORK_ORDER_TYPE_REPAIR}, "users/tech")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.prog.Complete(ctx, name(o), Completion{FailureCode: "occlusion-sensor"}, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.report(t, dev, 1000, "1.0")
+	}
+	r, err := f.prog.Reliability("test-pump", 0.9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.GetModes()) != 1 {
+		t.Fatalf("modes = %v, want occlusion-sensor only", r.GetModes())
+	}
+	m := r.GetModes()[0]
+	// 7 failures (p2 twice: 420 h, then 480 h more); censored: 1000-h
+	// runs since the last failure on p1, p3-p6 and p2 (100 h), and p7, p8.
+	if m.GetFailures() != 7 || m.GetSuspensions() != 8 {
+		t.Errorf("failures %d, suspensions %d; want 7 and 8", m.GetFailures(), m.GetSuspensions())
+	}
+	if m.GetError() != "" || m.GetBeta() <= 1 || m.GetEtaHours() <= 0 || m.GetTaskId() != "pm" || m.GetIntervalHours() != 100 {
+		t.Errorf("fit = %v, want a wear-out fit judged against the pm's 100 h", m)
+	}
+	if m.GetVerdict() != "too-short" {
+		t.Errorf("verdict on a 100 h interval for a part that lasts about 500 h = %q, want too-short", m.GetVerdict())
+	}
+	if _, err := f.prog.Reliability("test-pump", 1.5); err == nil {
+		t.Error("target 1.5 accepted")
+	}
+}

@@ -1484,6 +1484,241 @@ func (x *ComplianceFigures) GetOnTimePercent() float64 {
 	return 0
 }
 
+// The fleet's failure history of one model, fitted per failure mode.
+type ReliabilityReport struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Model             string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	TargetReliability float64                `protobuf:"fixed64,2,opt,name=target_reliability,json=targetReliability,proto3" json:"target_reliability,omitempty"`
+	Modes             []*FailureModeFit      `protobuf:"bytes,3,rep,name=modes,proto3" json:"modes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ReliabilityReport) Reset() {
+	*x = ReliabilityReport{}
+	mi := &file_medfleet_v1_maintenance_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReliabilityReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReliabilityReport) ProtoMessage() {}
+
+func (x *ReliabilityReport) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_maintenance_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReliabilityReport.ProtoReflect.Descriptor instead.
+func (*ReliabilityReport) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_maintenance_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReliabilityReport) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ReliabilityReport) GetTargetReliability() float64 {
+	if x != nil {
+		return x.TargetReliability
+	}
+	return 0
+}
+
+func (x *ReliabilityReport) GetModes() []*FailureModeFit {
+	if x != nil {
+		return x.Modes
+	}
+	return nil
+}
+
+// A Weibull fit (maximum likelihood, right-censored) of the operating hours
+// between failures of one mode, with the judgement of the plan's usage
+// interval against it.
+type FailureModeFit struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FailureCode string                 `protobuf:"bytes,1,opt,name=failure_code,json=failureCode,proto3" json:"failure_code,omitempty"`
+	Failures    int32                  `protobuf:"varint,2,opt,name=failures,proto3" json:"failures,omitempty"`
+	// Devices still running since their last failure of this mode, or never
+	// failed: right-censored.
+	Suspensions   int32   `protobuf:"varint,3,opt,name=suspensions,proto3" json:"suspensions,omitempty"`
+	Beta          float64 `protobuf:"fixed64,4,opt,name=beta,proto3" json:"beta,omitempty"`
+	BetaLower     float64 `protobuf:"fixed64,5,opt,name=beta_lower,json=betaLower,proto3" json:"beta_lower,omitempty"`
+	BetaUpper     float64 `protobuf:"fixed64,6,opt,name=beta_upper,json=betaUpper,proto3" json:"beta_upper,omitempty"`
+	EtaHours      float64 `protobuf:"fixed64,7,opt,name=eta_hours,json=etaHours,proto3" json:"eta_hours,omitempty"`
+	EtaLowerHours float64 `protobuf:"fixed64,8,opt,name=eta_lower_hours,json=etaLowerHours,proto3" json:"eta_lower_hours,omitempty"`
+	EtaUpperHours float64 `protobuf:"fixed64,9,opt,name=eta_upper_hours,json=etaUpperHours,proto3" json:"eta_upper_hours,omitempty"`
+	// Operating hours by which 10 % fail.
+	B10Hours float64 `protobuf:"fixed64,10,opt,name=b10_hours,json=b10Hours,proto3" json:"b10_hours,omitempty"`
+	// The plan's usage interval judged, and the task it comes from.
+	TaskId        string  `protobuf:"bytes,11,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	IntervalHours float64 `protobuf:"fixed64,12,opt,name=interval_hours,json=intervalHours,proto3" json:"interval_hours,omitempty"`
+	// "too-short", "adequate", "too-long" or "pm-not-effective"; empty when
+	// the plan has no usage interval.
+	Verdict                  string  `protobuf:"bytes,13,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	RecommendedIntervalHours float64 `protobuf:"fixed64,14,opt,name=recommended_interval_hours,json=recommendedIntervalHours,proto3" json:"recommended_interval_hours,omitempty"`
+	Reason                   string  `protobuf:"bytes,15,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Why no fit, when there is none (e.g. one failure only).
+	Error         string `protobuf:"bytes,16,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailureModeFit) Reset() {
+	*x = FailureModeFit{}
+	mi := &file_medfleet_v1_maintenance_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailureModeFit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailureModeFit) ProtoMessage() {}
+
+func (x *FailureModeFit) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_maintenance_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailureModeFit.ProtoReflect.Descriptor instead.
+func (*FailureModeFit) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_maintenance_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *FailureModeFit) GetFailureCode() string {
+	if x != nil {
+		return x.FailureCode
+	}
+	return ""
+}
+
+func (x *FailureModeFit) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetSuspensions() int32 {
+	if x != nil {
+		return x.Suspensions
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetBeta() float64 {
+	if x != nil {
+		return x.Beta
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetBetaLower() float64 {
+	if x != nil {
+		return x.BetaLower
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetBetaUpper() float64 {
+	if x != nil {
+		return x.BetaUpper
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetEtaHours() float64 {
+	if x != nil {
+		return x.EtaHours
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetEtaLowerHours() float64 {
+	if x != nil {
+		return x.EtaLowerHours
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetEtaUpperHours() float64 {
+	if x != nil {
+		return x.EtaUpperHours
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetB10Hours() float64 {
+	if x != nil {
+		return x.B10Hours
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *FailureModeFit) GetIntervalHours() float64 {
+	if x != nil {
+		return x.IntervalHours
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *FailureModeFit) GetRecommendedIntervalHours() float64 {
+	if x != nil {
+		return x.RecommendedIntervalHours
+	}
+	return 0
+}
+
+func (x *FailureModeFit) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FailureModeFit) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_medfleet_v1_maintenance_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_maintenance_proto_rawDesc = "" +
@@ -1604,7 +1839,31 @@ const file_medfleet_v1_maintenance_proto_rawDesc = "" +
 	"\aon_time\x18\x02 \x01(\x05R\x06onTime\x12\x12\n" +
 	"\x04late\x18\x03 \x01(\x05R\x04late\x12\x16\n" +
 	"\x06missed\x18\x04 \x01(\x05R\x06missed\x12&\n" +
-	"\x0fon_time_percent\x18\x05 \x01(\x01R\ronTimePercent*\xef\x01\n" +
+	"\x0fon_time_percent\x18\x05 \x01(\x01R\ronTimePercent\"\x8b\x01\n" +
+	"\x11ReliabilityReport\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12-\n" +
+	"\x12target_reliability\x18\x02 \x01(\x01R\x11targetReliability\x121\n" +
+	"\x05modes\x18\x03 \x03(\v2\x1b.medfleet.v1.FailureModeFitR\x05modes\"\x93\x04\n" +
+	"\x0eFailureModeFit\x12!\n" +
+	"\ffailure_code\x18\x01 \x01(\tR\vfailureCode\x12\x1a\n" +
+	"\bfailures\x18\x02 \x01(\x05R\bfailures\x12 \n" +
+	"\vsuspensions\x18\x03 \x01(\x05R\vsuspensions\x12\x12\n" +
+	"\x04beta\x18\x04 \x01(\x01R\x04beta\x12\x1d\n" +
+	"\n" +
+	"beta_lower\x18\x05 \x01(\x01R\tbetaLower\x12\x1d\n" +
+	"\n" +
+	"beta_upper\x18\x06 \x01(\x01R\tbetaUpper\x12\x1b\n" +
+	"\teta_hours\x18\a \x01(\x01R\betaHours\x12&\n" +
+	"\x0feta_lower_hours\x18\b \x01(\x01R\retaLowerHours\x12&\n" +
+	"\x0feta_upper_hours\x18\t \x01(\x01R\retaUpperHours\x12\x1b\n" +
+	"\tb10_hours\x18\n" +
+	" \x01(\x01R\bb10Hours\x12\x17\n" +
+	"\atask_id\x18\v \x01(\tR\x06taskId\x12%\n" +
+	"\x0einterval_hours\x18\f \x01(\x01R\rintervalHours\x12\x18\n" +
+	"\averdict\x18\r \x01(\tR\averdict\x12<\n" +
+	"\x1arecommended_interval_hours\x18\x0e \x01(\x01R\x18recommendedIntervalHours\x12\x16\n" +
+	"\x06reason\x18\x0f \x01(\tR\x06reason\x12\x14\n" +
+	"\x05error\x18\x10 \x01(\tR\x05error*\xef\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17TASK_KIND_PM_INSPECTION\x10\x01\x12\x1f\n" +
@@ -1651,7 +1910,7 @@ func file_medfleet_v1_maintenance_proto_rawDescGZIP() []byte {
 }
 
 var file_medfleet_v1_maintenance_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_medfleet_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_medfleet_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_medfleet_v1_maintenance_proto_goTypes = []any{
 	(TaskKind)(0),                 // 0: medfleet.v1.TaskKind
 	(DueReason)(0),                // 1: medfleet.v1.DueReason
@@ -1669,43 +1928,46 @@ var file_medfleet_v1_maintenance_proto_goTypes = []any{
 	(*Failure)(nil),               // 13: medfleet.v1.Failure
 	(*ComplianceReport)(nil),      // 14: medfleet.v1.ComplianceReport
 	(*ComplianceFigures)(nil),     // 15: medfleet.v1.ComplianceFigures
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*ReliabilityReport)(nil),     // 16: medfleet.v1.ReliabilityReport
+	(*FailureModeFit)(nil),        // 17: medfleet.v1.FailureModeFit
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_medfleet_v1_maintenance_proto_depIdxs = []int32{
 	6,  // 0: medfleet.v1.DeviceModel.tasks:type_name -> medfleet.v1.MaintenanceTask
-	16, // 1: medfleet.v1.DeviceModel.update_time:type_name -> google.protobuf.Timestamp
+	18, // 1: medfleet.v1.DeviceModel.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: medfleet.v1.MaintenanceTask.kind:type_name -> medfleet.v1.TaskKind
 	7,  // 3: medfleet.v1.MaintenanceTask.conditions:type_name -> medfleet.v1.Condition
 	0,  // 4: medfleet.v1.DueItem.kind:type_name -> medfleet.v1.TaskKind
 	1,  // 5: medfleet.v1.DueItem.reason:type_name -> medfleet.v1.DueReason
-	16, // 6: medfleet.v1.DueItem.due_time:type_name -> google.protobuf.Timestamp
-	16, // 7: medfleet.v1.DueItem.due_earliest_time:type_name -> google.protobuf.Timestamp
-	16, // 8: medfleet.v1.DueItem.due_latest_time:type_name -> google.protobuf.Timestamp
+	18, // 6: medfleet.v1.DueItem.due_time:type_name -> google.protobuf.Timestamp
+	18, // 7: medfleet.v1.DueItem.due_earliest_time:type_name -> google.protobuf.Timestamp
+	18, // 8: medfleet.v1.DueItem.due_latest_time:type_name -> google.protobuf.Timestamp
 	2,  // 9: medfleet.v1.WorkOrder.type:type_name -> medfleet.v1.WorkOrderType
 	3,  // 10: medfleet.v1.WorkOrder.state:type_name -> medfleet.v1.WorkOrderState
 	1,  // 11: medfleet.v1.WorkOrder.reason:type_name -> medfleet.v1.DueReason
-	16, // 12: medfleet.v1.WorkOrder.create_time:type_name -> google.protobuf.Timestamp
-	16, // 13: medfleet.v1.WorkOrder.due_time:type_name -> google.protobuf.Timestamp
-	16, // 14: medfleet.v1.WorkOrder.window_end_time:type_name -> google.protobuf.Timestamp
-	16, // 15: medfleet.v1.WorkOrder.complete_time:type_name -> google.protobuf.Timestamp
+	18, // 12: medfleet.v1.WorkOrder.create_time:type_name -> google.protobuf.Timestamp
+	18, // 13: medfleet.v1.WorkOrder.due_time:type_name -> google.protobuf.Timestamp
+	18, // 14: medfleet.v1.WorkOrder.window_end_time:type_name -> google.protobuf.Timestamp
+	18, // 15: medfleet.v1.WorkOrder.complete_time:type_name -> google.protobuf.Timestamp
 	9,  // 16: medfleet.v1.WorkOrder.results:type_name -> medfleet.v1.TaskResult
 	4,  // 17: medfleet.v1.DeviceMaintenance.service_state:type_name -> medfleet.v1.ServiceState
 	12, // 18: medfleet.v1.DeviceMaintenance.tasks:type_name -> medfleet.v1.TaskState
 	13, // 19: medfleet.v1.DeviceMaintenance.failures:type_name -> medfleet.v1.Failure
-	16, // 20: medfleet.v1.TaskState.last_done_time:type_name -> google.protobuf.Timestamp
-	16, // 21: medfleet.v1.Failure.time:type_name -> google.protobuf.Timestamp
-	16, // 22: medfleet.v1.ComplianceReport.start_time:type_name -> google.protobuf.Timestamp
-	16, // 23: medfleet.v1.ComplianceReport.end_time:type_name -> google.protobuf.Timestamp
+	18, // 20: medfleet.v1.TaskState.last_done_time:type_name -> google.protobuf.Timestamp
+	18, // 21: medfleet.v1.Failure.time:type_name -> google.protobuf.Timestamp
+	18, // 22: medfleet.v1.ComplianceReport.start_time:type_name -> google.protobuf.Timestamp
+	18, // 23: medfleet.v1.ComplianceReport.end_time:type_name -> google.protobuf.Timestamp
 	15, // 24: medfleet.v1.ComplianceReport.overall:type_name -> medfleet.v1.ComplianceFigures
 	15, // 25: medfleet.v1.ComplianceReport.high_risk:type_name -> medfleet.v1.ComplianceFigures
 	15, // 26: medfleet.v1.ComplianceReport.life_support:type_name -> medfleet.v1.ComplianceFigures
 	10, // 27: medfleet.v1.ComplianceReport.missed:type_name -> medfleet.v1.WorkOrder
 	10, // 28: medfleet.v1.ComplianceReport.late:type_name -> medfleet.v1.WorkOrder
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 29: medfleet.v1.ReliabilityReport.modes:type_name -> medfleet.v1.FailureModeFit
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_medfleet_v1_maintenance_proto_init() }
@@ -1719,7 +1981,7 @@ func file_medfleet_v1_maintenance_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfleet_v1_maintenance_proto_rawDesc), len(file_medfleet_v1_maintenance_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

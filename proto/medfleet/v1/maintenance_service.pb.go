@@ -905,6 +905,60 @@ func (x *GetComplianceReportRequest) GetEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+type GetReliabilityReportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "models/{model}".
+	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// The reliability a maintenance interval should keep; unset: 0.9.
+	TargetReliability float64 `protobuf:"fixed64,2,opt,name=target_reliability,json=targetReliability,proto3" json:"target_reliability,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetReliabilityReportRequest) Reset() {
+	*x = GetReliabilityReportRequest{}
+	mi := &file_medfleet_v1_maintenance_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReliabilityReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReliabilityReportRequest) ProtoMessage() {}
+
+func (x *GetReliabilityReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_maintenance_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReliabilityReportRequest.ProtoReflect.Descriptor instead.
+func (*GetReliabilityReportRequest) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_maintenance_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetReliabilityReportRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *GetReliabilityReportRequest) GetTargetReliability() float64 {
+	if x != nil {
+		return x.TargetReliability
+	}
+	return 0
+}
+
 var File_medfleet_v1_maintenance_service_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_maintenance_service_proto_rawDesc = "" +
@@ -972,7 +1026,10 @@ const file_medfleet_v1_maintenance_service_proto_rawDesc = "" +
 	"\x1aGetComplianceReportRequest\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime2\x98\b\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"b\n" +
+	"\x1bGetReliabilityReportRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12-\n" +
+	"\x12target_reliability\x18\x02 \x01(\x01R\x11targetReliability2\xfa\b\n" +
 	"\x12MaintenanceService\x12R\n" +
 	"\x10ApplyDeviceModel\x12$.medfleet.v1.ApplyDeviceModelRequest\x1a\x18.medfleet.v1.DeviceModel\x12N\n" +
 	"\x0eGetDeviceModel\x12\".medfleet.v1.GetDeviceModelRequest\x1a\x18.medfleet.v1.DeviceModel\x12_\n" +
@@ -985,7 +1042,8 @@ const file_medfleet_v1_maintenance_service_proto_rawDesc = "" +
 	"\x0fAssignWorkOrder\x12#.medfleet.v1.AssignWorkOrderRequest\x1a\x16.medfleet.v1.WorkOrder\x12R\n" +
 	"\x11CompleteWorkOrder\x12%.medfleet.v1.CompleteWorkOrderRequest\x1a\x16.medfleet.v1.WorkOrder\x12N\n" +
 	"\x0fCancelWorkOrder\x12#.medfleet.v1.CancelWorkOrderRequest\x1a\x16.medfleet.v1.WorkOrder\x12]\n" +
-	"\x13GetComplianceReport\x12'.medfleet.v1.GetComplianceReportRequest\x1a\x1d.medfleet.v1.ComplianceReportB;Z9github.com/medfleet/medfleet/proto/medfleet/v1;medfleetv1b\x06proto3"
+	"\x13GetComplianceReport\x12'.medfleet.v1.GetComplianceReportRequest\x1a\x1d.medfleet.v1.ComplianceReport\x12`\n" +
+	"\x14GetReliabilityReport\x12(.medfleet.v1.GetReliabilityReportRequest\x1a\x1e.medfleet.v1.ReliabilityReportB;Z9github.com/medfleet/medfleet/proto/medfleet/v1;medfleetv1b\x06proto3"
 
 var (
 	file_medfleet_v1_maintenance_service_proto_rawDescOnce sync.Once
@@ -999,7 +1057,7 @@ func file_medfleet_v1_maintenance_service_proto_rawDescGZIP() []byte {
 	return file_medfleet_v1_maintenance_service_proto_rawDescData
 }
 
-var file_medfleet_v1_maintenance_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_medfleet_v1_maintenance_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_medfleet_v1_maintenance_service_proto_goTypes = []any{
 	(*ApplyDeviceModelRequest)(nil),     // 0: medfleet.v1.ApplyDeviceModelRequest
 	(*GetDeviceModelRequest)(nil),       // 1: medfleet.v1.GetDeviceModelRequest
@@ -1016,28 +1074,30 @@ var file_medfleet_v1_maintenance_service_proto_goTypes = []any{
 	(*CompleteWorkOrderRequest)(nil),    // 12: medfleet.v1.CompleteWorkOrderRequest
 	(*CancelWorkOrderRequest)(nil),      // 13: medfleet.v1.CancelWorkOrderRequest
 	(*GetComplianceReportRequest)(nil),  // 14: medfleet.v1.GetComplianceReportRequest
-	(*DeviceModel)(nil),                 // 15: medfleet.v1.DeviceModel
-	(*durationpb.Duration)(nil),         // 16: google.protobuf.Duration
-	(*DueItem)(nil),                     // 17: medfleet.v1.DueItem
-	(*WorkOrder)(nil),                   // 18: medfleet.v1.WorkOrder
-	(WorkOrderState)(0),                 // 19: medfleet.v1.WorkOrderState
-	(*TaskResult)(nil),                  // 20: medfleet.v1.TaskResult
-	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
-	(*DeviceMaintenance)(nil),           // 22: medfleet.v1.DeviceMaintenance
-	(*ComplianceReport)(nil),            // 23: medfleet.v1.ComplianceReport
+	(*GetReliabilityReportRequest)(nil), // 15: medfleet.v1.GetReliabilityReportRequest
+	(*DeviceModel)(nil),                 // 16: medfleet.v1.DeviceModel
+	(*durationpb.Duration)(nil),         // 17: google.protobuf.Duration
+	(*DueItem)(nil),                     // 18: medfleet.v1.DueItem
+	(*WorkOrder)(nil),                   // 19: medfleet.v1.WorkOrder
+	(WorkOrderState)(0),                 // 20: medfleet.v1.WorkOrderState
+	(*TaskResult)(nil),                  // 21: medfleet.v1.TaskResult
+	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
+	(*DeviceMaintenance)(nil),           // 23: medfleet.v1.DeviceMaintenance
+	(*ComplianceReport)(nil),            // 24: medfleet.v1.ComplianceReport
+	(*ReliabilityReport)(nil),           // 25: medfleet.v1.ReliabilityReport
 }
 var file_medfleet_v1_maintenance_service_proto_depIdxs = []int32{
-	15, // 0: medfleet.v1.ApplyDeviceModelRequest.device_model:type_name -> medfleet.v1.DeviceModel
-	15, // 1: medfleet.v1.ListDeviceModelsResponse.device_models:type_name -> medfleet.v1.DeviceModel
-	16, // 2: medfleet.v1.ListDueItemsRequest.within:type_name -> google.protobuf.Duration
-	17, // 3: medfleet.v1.ListDueItemsResponse.items:type_name -> medfleet.v1.DueItem
-	18, // 4: medfleet.v1.CreateWorkOrderRequest.work_order:type_name -> medfleet.v1.WorkOrder
-	19, // 5: medfleet.v1.ListWorkOrdersRequest.state:type_name -> medfleet.v1.WorkOrderState
-	18, // 6: medfleet.v1.ListWorkOrdersResponse.work_orders:type_name -> medfleet.v1.WorkOrder
-	20, // 7: medfleet.v1.CompleteWorkOrderRequest.results:type_name -> medfleet.v1.TaskResult
-	21, // 8: medfleet.v1.CompleteWorkOrderRequest.complete_time:type_name -> google.protobuf.Timestamp
-	21, // 9: medfleet.v1.GetComplianceReportRequest.start_time:type_name -> google.protobuf.Timestamp
-	21, // 10: medfleet.v1.GetComplianceReportRequest.end_time:type_name -> google.protobuf.Timestamp
+	16, // 0: medfleet.v1.ApplyDeviceModelRequest.device_model:type_name -> medfleet.v1.DeviceModel
+	16, // 1: medfleet.v1.ListDeviceModelsResponse.device_models:type_name -> medfleet.v1.DeviceModel
+	17, // 2: medfleet.v1.ListDueItemsRequest.within:type_name -> google.protobuf.Duration
+	18, // 3: medfleet.v1.ListDueItemsResponse.items:type_name -> medfleet.v1.DueItem
+	19, // 4: medfleet.v1.CreateWorkOrderRequest.work_order:type_name -> medfleet.v1.WorkOrder
+	20, // 5: medfleet.v1.ListWorkOrdersRequest.state:type_name -> medfleet.v1.WorkOrderState
+	19, // 6: medfleet.v1.ListWorkOrdersResponse.work_orders:type_name -> medfleet.v1.WorkOrder
+	21, // 7: medfleet.v1.CompleteWorkOrderRequest.results:type_name -> medfleet.v1.TaskResult
+	22, // 8: medfleet.v1.CompleteWorkOrderRequest.complete_time:type_name -> google.protobuf.Timestamp
+	22, // 9: medfleet.v1.GetComplianceReportRequest.start_time:type_name -> google.protobuf.Timestamp
+	22, // 10: medfleet.v1.GetComplianceReportRequest.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 11: medfleet.v1.MaintenanceService.ApplyDeviceModel:input_type -> medfleet.v1.ApplyDeviceModelRequest
 	1,  // 12: medfleet.v1.MaintenanceService.GetDeviceModel:input_type -> medfleet.v1.GetDeviceModelRequest
 	2,  // 13: medfleet.v1.MaintenanceService.ListDeviceModels:input_type -> medfleet.v1.ListDeviceModelsRequest
@@ -1050,20 +1110,22 @@ var file_medfleet_v1_maintenance_service_proto_depIdxs = []int32{
 	12, // 20: medfleet.v1.MaintenanceService.CompleteWorkOrder:input_type -> medfleet.v1.CompleteWorkOrderRequest
 	13, // 21: medfleet.v1.MaintenanceService.CancelWorkOrder:input_type -> medfleet.v1.CancelWorkOrderRequest
 	14, // 22: medfleet.v1.MaintenanceService.GetComplianceReport:input_type -> medfleet.v1.GetComplianceReportRequest
-	15, // 23: medfleet.v1.MaintenanceService.ApplyDeviceModel:output_type -> medfleet.v1.DeviceModel
-	15, // 24: medfleet.v1.MaintenanceService.GetDeviceModel:output_type -> medfleet.v1.DeviceModel
-	3,  // 25: medfleet.v1.MaintenanceService.ListDeviceModels:output_type -> medfleet.v1.ListDeviceModelsResponse
-	5,  // 26: medfleet.v1.MaintenanceService.ListDueItems:output_type -> medfleet.v1.ListDueItemsResponse
-	22, // 27: medfleet.v1.MaintenanceService.GetDeviceMaintenance:output_type -> medfleet.v1.DeviceMaintenance
-	18, // 28: medfleet.v1.MaintenanceService.CreateWorkOrder:output_type -> medfleet.v1.WorkOrder
-	18, // 29: medfleet.v1.MaintenanceService.GetWorkOrder:output_type -> medfleet.v1.WorkOrder
-	10, // 30: medfleet.v1.MaintenanceService.ListWorkOrders:output_type -> medfleet.v1.ListWorkOrdersResponse
-	18, // 31: medfleet.v1.MaintenanceService.AssignWorkOrder:output_type -> medfleet.v1.WorkOrder
-	18, // 32: medfleet.v1.MaintenanceService.CompleteWorkOrder:output_type -> medfleet.v1.WorkOrder
-	18, // 33: medfleet.v1.MaintenanceService.CancelWorkOrder:output_type -> medfleet.v1.WorkOrder
-	23, // 34: medfleet.v1.MaintenanceService.GetComplianceReport:output_type -> medfleet.v1.ComplianceReport
-	23, // [23:35] is the sub-list for method output_type
-	11, // [11:23] is the sub-list for method input_type
+	15, // 23: medfleet.v1.MaintenanceService.GetReliabilityReport:input_type -> medfleet.v1.GetReliabilityReportRequest
+	16, // 24: medfleet.v1.MaintenanceService.ApplyDeviceModel:output_type -> medfleet.v1.DeviceModel
+	16, // 25: medfleet.v1.MaintenanceService.GetDeviceModel:output_type -> medfleet.v1.DeviceModel
+	3,  // 26: medfleet.v1.MaintenanceService.ListDeviceModels:output_type -> medfleet.v1.ListDeviceModelsResponse
+	5,  // 27: medfleet.v1.MaintenanceService.ListDueItems:output_type -> medfleet.v1.ListDueItemsResponse
+	23, // 28: medfleet.v1.MaintenanceService.GetDeviceMaintenance:output_type -> medfleet.v1.DeviceMaintenance
+	19, // 29: medfleet.v1.MaintenanceService.CreateWorkOrder:output_type -> medfleet.v1.WorkOrder
+	19, // 30: medfleet.v1.MaintenanceService.GetWorkOrder:output_type -> medfleet.v1.WorkOrder
+	10, // 31: medfleet.v1.MaintenanceService.ListWorkOrders:output_type -> medfleet.v1.ListWorkOrdersResponse
+	19, // 32: medfleet.v1.MaintenanceService.AssignWorkOrder:output_type -> medfleet.v1.WorkOrder
+	19, // 33: medfleet.v1.MaintenanceService.CompleteWorkOrder:output_type -> medfleet.v1.WorkOrder
+	19, // 34: medfleet.v1.MaintenanceService.CancelWorkOrder:output_type -> medfleet.v1.WorkOrder
+	24, // 35: medfleet.v1.MaintenanceService.GetComplianceReport:output_type -> medfleet.v1.ComplianceReport
+	25, // 36: medfleet.v1.MaintenanceService.GetReliabilityReport:output_type -> medfleet.v1.ReliabilityReport
+	24, // [24:37] is the sub-list for method output_type
+	11, // [11:24] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1081,7 +1143,7 @@ func file_medfleet_v1_maintenance_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfleet_v1_maintenance_service_proto_rawDesc), len(file_medfleet_v1_maintenance_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	MaintenanceService_CompleteWorkOrder_FullMethodName    = "/medfleet.v1.MaintenanceService/CompleteWorkOrder"
 	MaintenanceService_CancelWorkOrder_FullMethodName      = "/medfleet.v1.MaintenanceService/CancelWorkOrder"
 	MaintenanceService_GetComplianceReport_FullMethodName  = "/medfleet.v1.MaintenanceService/GetComplianceReport"
+	MaintenanceService_GetReliabilityReport_FullMethodName = "/medfleet.v1.MaintenanceService/GetReliabilityReport"
 )
 
 // MaintenanceServiceClient is the client API for MaintenanceService service.
@@ -57,6 +58,10 @@ type MaintenanceServiceClient interface {
 	CompleteWorkOrder(ctx context.Context, in *CompleteWorkOrderRequest, opts ...grpc.CallOption) (*WorkOrder, error)
 	CancelWorkOrder(ctx context.Context, in *CancelWorkOrderRequest, opts ...grpc.CallOption) (*WorkOrder, error)
 	GetComplianceReport(ctx context.Context, in *GetComplianceReportRequest, opts ...grpc.CallOption) (*ComplianceReport, error)
+	// Fits the operating hours between failures, per failure mode, from the
+	// repairs recorded for a model's devices, and judges the plan's usage
+	// interval against the fit.
+	GetReliabilityReport(ctx context.Context, in *GetReliabilityReportRequest, opts ...grpc.CallOption) (*ReliabilityReport, error)
 }
 
 type maintenanceServiceClient struct {
@@ -187,6 +192,16 @@ func (c *maintenanceServiceClient) GetComplianceReport(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *maintenanceServiceClient) GetReliabilityReport(ctx context.Context, in *GetReliabilityReportRequest, opts ...grpc.CallOption) (*ReliabilityReport, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReliabilityReport)
+	err := c.cc.Invoke(ctx, MaintenanceService_GetReliabilityReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MaintenanceServiceServer is the server API for MaintenanceService service.
 // All implementations must embed UnimplementedMaintenanceServiceServer
 // for forward compatibility.
@@ -211,6 +226,10 @@ type MaintenanceServiceServer interface {
 	CompleteWorkOrder(context.Context, *CompleteWorkOrderRequest) (*WorkOrder, error)
 	CancelWorkOrder(context.Context, *CancelWorkOrderRequest) (*WorkOrder, error)
 	GetComplianceReport(context.Context, *GetComplianceReportRequest) (*ComplianceReport, error)
+	// Fits the operating hours between failures, per failure mode, from the
+	// repairs recorded for a model's devices, and judges the plan's usage
+	// interval against the fit.
+	GetReliabilityReport(context.Context, *GetReliabilityReportRequest) (*ReliabilityReport, error)
 	mustEmbedUnimplementedMaintenanceServiceServer()
 }
 
@@ -256,6 +275,9 @@ func (UnimplementedMaintenanceServiceServer) CancelWorkOrder(context.Context, *C
 }
 func (UnimplementedMaintenanceServiceServer) GetComplianceReport(context.Context, *GetComplianceReportRequest) (*ComplianceReport, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetComplianceReport not implemented")
+}
+func (UnimplementedMaintenanceServiceServer) GetReliabilityReport(context.Context, *GetReliabilityReportRequest) (*ReliabilityReport, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReliabilityReport not implemented")
 }
 func (UnimplementedMaintenanceServiceServer) mustEmbedUnimplementedMaintenanceServiceServer() {}
 func (UnimplementedMaintenanceServiceServer) testEmbeddedByValue()                            {}
@@ -494,6 +516,24 @@ func _MaintenanceService_GetComplianceReport_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MaintenanceService_GetReliabilityReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReliabilityReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MaintenanceServiceServer).GetReliabilityReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MaintenanceService_GetReliabilityReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MaintenanceServiceServer).GetReliabilityReport(ctx, req.(*GetReliabilityReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MaintenanceService_ServiceDesc is the grpc.ServiceDesc for MaintenanceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -548,6 +588,10 @@ var MaintenanceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetComplianceReport",
 			Handler:    _MaintenanceService_GetComplianceReport_Handler,
+		},
+		{
+			MethodName: "GetReliabilityReport",
+			Handler:    _MaintenanceService_GetReliabilityReport_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
