@@ -101,6 +101,9 @@ func (s *maintenanceService) GetDeviceMaintenance(ctx context.Context, req *pb.G
 	if err := s.deviceInScope(ctx, "devices/"+id); err != nil {
 		return nil, err
 	}
+	if _, err := s.inv.Get(id); err != nil {
+		return nil, grpcError(s.log, "GetDeviceMaintenance", err)
+	}
 	return s.prog.Record(id), nil
 }
 
