@@ -207,6 +207,9 @@ func (c *cli) rootCommand() *cobra.Command {
 		c.tokenCommand(),
 		c.whoamiCommand(),
 		c.auditCommand(),
+		c.maintenanceCommand(),
+		c.modelCommand(),
+		c.workorderCommand(),
 		c.versionCommand(),
 	)
 	return root

@@ -1,9 +1,11 @@
 package program
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/medfleet/medfleet/inventory"
 	"github.com/medfleet/medfleet/maintenance/reliability"
@@ -48,10 +50,15 @@ func (p *Program) Reliability(modelID string, target float64) (*pb.ReliabilityRe
 	report := &pb.ReliabilityReport{Model: m.GetName(), TargetReliability: target}
 	for _, mode := range slices.Sorted(maps.Keys(modes)) {
 		var obs []reliability.Observation
+		unfitted := 0 // failures with no operating hours since the previous one
 		for _, d := range devices {
 			last := 0.0
 			for _, f := range d.failures {
-				if f.GetFailureCode() != mode || f.GetUsageHours() <= last {
+				if f.GetFailureCode() != mode {
+					continue
+				}
+				if f.GetUsageHours() <= last {
+					unfitted++
 					continue
 				}
 				obs = append(obs, reliability.Observation{Time: f.GetUsageHours() - last, Failed: true})
@@ -61,7 +68,11 @@ func (p *Program) Reliability(modelID string, target float64) (*pb.ReliabilityRe
 				obs = append(obs, reliability.Observation{Time: d.usage - last})
 			}
 		}
-		report.Modes = append(report.Modes, fitMode(mode, obs, task, interval, target))
+		fm := fitMode(mode, obs, task, interval, target)
+		if unfitted > 0 {
+			fm.Error = strings.TrimPrefix(fm.Error+fmt.Sprintf("; %d failure(s) after no operating hours, not fitted", unfitted), "; ")
+		}
+		report.Modes = append(report.Modes, fm)
 	}
 	return report, nil
 }

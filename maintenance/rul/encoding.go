@@ -34,7 +34,7 @@ var ErrModelEncoding = errors.New("rul: bad model encoding")
 // MarshalBinary encodes the model, for the server to store.
 func (m *Model) MarshalBinary() ([]byte, error) {
 	if len(m.members) == 0 {
-		return nil, errors.New("rul: marshal an untrained model")
+		return nil, ErrUntrained
 	}
 	for _, name := range m.channels {
 		if len(name) > math.MaxUint16 {

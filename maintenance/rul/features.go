@@ -21,8 +21,8 @@ var (
 const extremaWindow = 30
 
 // baselineWindow is the number of first observations of a unit whose mean
-// is its baseline. The drift feature, the slower moving average minus the
-// baseline, takes out the unit's own initial offset (units start with
+// is its baseline. The drift feature, the slower moving average
+// (ewmaAlphas[0]) minus the baseline, takes out the unit's own initial offset (units start with
 // different wear and manufacturing variation), which the other features
 // cannot: trees do not subtract one feature from another.
 const baselineWindow = 10
@@ -128,7 +128,6 @@ func (s *series) featuresAt(t int, dst []float64) {
 		}
 		dst[i] = s.ewma[k][0][t] - bsum/float64(len(base))
 		i++
-
 	}
 	dst[i] = s.times[t]
 }

@@ -51,8 +51,8 @@ type Config struct {
 	Workers int `yaml:"workers"`
 }
 
-// DefaultConfig is the configuration chosen on a validation split of the
-// C-MAPSS FD003 training units (see Train).
+// DefaultConfig is the configuration chosen by cross-validation on the
+// C-MAPSS FD003 training units (see CrossValidate).
 func DefaultConfig() Config {
 	return Config{
 		Cap:             125,
@@ -100,8 +100,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// ErrTooFewUnits: Train needs at least two units.
-var ErrTooFewUnits = errors.New("rul: too few training units")
+var (
+	// ErrTooFewUnits: Train needs at least two units.
+	ErrTooFewUnits = errors.New("rul: too few training units")
+	// ErrUntrained: a Model neither trained nor decoded.
+	ErrUntrained = errors.New("rul: model not trained")
+)
 
 // Model predicts the remaining useful life of a unit from its history. It
 // is safe for concurrent use once trained or decoded.
@@ -163,7 +167,8 @@ func Train(ctx context.Context, units []Unit, cfg Config) (*Model, error) {
 	if err := m.selectChannels(units, colsOf, names, y, cfg.MinCorrelation); err != nil {
 		return nil, err
 	}
-	// The kept channels' columns in each unit.
+	// The kept channels' columns in each unit; they are among names,
+	// which every unit has.
 	for i, u := range units {
 		colsOf[i], _ = u.columns(m.channels)
 	}
@@ -379,6 +384,9 @@ func (m *Model) series(u Unit, cols []int) *series {
 // model's channels (by name, in any order; others are ignored); its first
 // observation should be the start of its life, since Time is its age.
 func (m *Model) Predict(history Unit) (float64, error) {
+	if len(m.members) == 0 {
+		return 0, ErrUntrained
+	}
 	if err := history.check(); err != nil {
 		return 0, err
 	}

@@ -221,6 +221,16 @@ func TestPredictChannels(t *testing.T) {
 	}
 }
 
+func TestUntrained(t *testing.T) {
+	var m Model
+	if _, err := m.Predict(syntheticFleet(1, 1)[0]); !errors.Is(err, ErrUntrained) {
+		t.Errorf("Predict of a zero Model = %v, want %v", err, ErrUntrained)
+	}
+	if _, err := m.MarshalBinary(); !errors.Is(err, ErrUntrained) {
+		t.Errorf("MarshalBinary of a zero Model = %v, want %v", err, ErrUntrained)
+	}
+}
+
 func TestTrainErrors(t *testing.T) {
 	units := syntheticFleet(3, 5)
 	if _, err := Train(context.Background(), units[:1], smallConfig()); !errors.Is(err, ErrTooFewUnits) {
