@@ -32,7 +32,7 @@ func fleet(tb testing.TB, n int) ([]*Device, []*pb.DeviceModel) {
 		perDay := 2 + 8*rnd.Float64()
 		age := time.Duration(30+rnd.IntN(1500)) * day
 		usage := perDay * age.Hours() / 24
-		d := &Device{ID: fmt.Sprintf("dev-%06d", i), CreateTime: now.Add(-age), UsageHours: usage,
+		d := &Device{ID: fmt.Sprintf("dev-%06d", i), LastSeen: now, CreateTime: now.Add(-age), UsageHours: usage,
 			History: &History{}, Indicators: map[string]float64{}, Location: "4W-412"}
 		level := 100 * rnd.Float64()
 		slope := 5 * rnd.Float64()

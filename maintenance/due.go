@@ -31,6 +31,8 @@ type Device struct {
 	OpenOrders map[string]string
 	// Location is where the device was last seen, when known.
 	Location string
+	// LastSeen is when the device last reported its indicators.
+	LastSeen time.Time
 }
 
 // AcceptanceTask is the id the due list and work orders use for the
@@ -108,7 +110,13 @@ func Due(now time.Time, d *Device, m *pb.DeviceModel, horizon time.Duration) []*
 			}
 			consider(it)
 		}
-		for _, c := range t.GetConditions() {
+		// Readings taken before the task was last done say nothing about
+		// the work (a filter counter the device has not reset yet).
+		conditions := t.GetConditions()
+		if taskState(d.Record, t.GetId()) != nil && !d.LastSeen.After(lastTime) {
+			conditions = nil
+		}
+		for _, c := range conditions {
 			if it := condition(now, d, c, slices.Index(indicators, c.GetIndicator())); it != nil {
 				b := base(t.GetId(), t.GetKind())
 				b.Reason, b.DueTime, b.Detail = it.Reason, it.DueTime, it.Detail

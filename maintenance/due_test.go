@@ -89,7 +89,7 @@ func TestDueCalendar(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &Device{ID: "pump-1", CreateTime: created, UsageHours: 1000, Record: tc.record}
+			d := &Device{ID: "pump-1", LastSeen: now, CreateTime: created, UsageHours: 1000, Record: tc.record}
 			items := Due(now, d, m, tc.horizon)
 			it := dueFor(items, "esa")
 			if tc.due.IsZero() {
@@ -126,7 +126,7 @@ func TestDueNoWindow(t *testing.T) {
 		{now.Add(-365 * day), false},
 		{now.Add(-365*day - time.Second), true},
 	} {
-		d := &Device{ID: "pump-1", CreateTime: now.Add(-1000 * day), Record: inService(done("esa", tc.last, 0))}
+		d := &Device{ID: "pump-1", LastSeen: now, CreateTime: now.Add(-1000 * day), Record: inService(done("esa", tc.last, 0))}
 		it := dueFor(Due(now, d, m, 0), "esa")
 		if it == nil || it.GetOverdue() != tc.overdue {
 			t.Errorf("Due(last done %v) = %v, want overdue %v", tc.last, it, tc.overdue)
@@ -181,7 +181,7 @@ func TestDueUsage(t *testing.T) {
 			if tc.lastUsage > 0 {
 				rec = inService(done("blower", now.Add(-100*day), tc.lastUsage))
 			}
-			d := &Device{ID: "cpap-1", CreateTime: created, UsageHours: tc.usage, History: tc.history, Record: rec}
+			d := &Device{ID: "cpap-1", LastSeen: now, CreateTime: created, UsageHours: tc.usage, History: tc.history, Record: rec}
 			it := dueFor(Due(now, d, m, tc.horizon), "blower")
 			if tc.due < 0 {
 				if it != nil {
@@ -223,7 +223,7 @@ func TestDueUsage(t *testing.T) {
 // twice as far out, or half as far.
 func TestDueUsageFallbackBand(t *testing.T) {
 	m := plan(&pb.MaintenanceTask{Id: "blower", Kind: kindBlower, IntervalHours: 2000})
-	d := &Device{ID: "cpap-1", CreateTime: now.Add(-200 * day), UsageHours: 1000, Record: inService()}
+	d := &Device{ID: "cpap-1", LastSeen: now, CreateTime: now.Add(-200 * day), UsageHours: 1000, Record: inService()}
 	it := dueFor(Due(now, d, m, 365*day), "blower")
 	if it == nil {
 		t.Fatal("Due(...) = nothing, want blower due")
@@ -266,7 +266,7 @@ func TestDueCondition(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &Device{ID: "cpap-1", CreateTime: now.Add(-100 * day), UsageHours: 100, History: tc.history, Record: inService()}
+			d := &Device{ID: "cpap-1", LastSeen: now, CreateTime: now.Add(-100 * day), UsageHours: 100, History: tc.history, Record: inService()}
 			if tc.value != nil {
 				d.Indicators = map[string]float64{tc.m.Tasks[0].Conditions[0].Indicator: *tc.value}
 			}
@@ -315,7 +315,7 @@ func TestDueFirstTrigger(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &Device{ID: "pump-1", CreateTime: now.Add(-1000 * day), UsageHours: tc.usage, History: usageUntilNow(tc.usage, 8),
+			d := &Device{ID: "pump-1", LastSeen: now, CreateTime: now.Add(-1000 * day), UsageHours: tc.usage, History: usageUntilNow(tc.usage, 8),
 				Indicators: map[string]float64{"battery": tc.battery}, Record: inService(done("pm", tc.lastDone, 1000))}
 			items := Due(now, d, m, 60*day)
 			if len(items) != 1 {
@@ -344,7 +344,7 @@ func TestDueAcceptance(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &Device{ID: "pump-1", CreateTime: now.Add(-day), Record: tc.record}
+			d := &Device{ID: "pump-1", LastSeen: now, CreateTime: now.Add(-day), Record: tc.record}
 			items := Due(now, d, m, 30*day)
 			it := dueFor(items, AcceptanceTask)
 			if (it != nil) != tc.want {
@@ -368,7 +368,7 @@ func TestDueAcceptance(t *testing.T) {
 // An item carries the device, the model's risk and the open work order.
 func TestDueItemFields(t *testing.T) {
 	m := pumpPlan()
-	d := &Device{ID: "pump-7", CreateTime: now.Add(-400 * day), UsageHours: 900, Location: "4W-412",
+	d := &Device{ID: "pump-7", LastSeen: now, CreateTime: now.Add(-400 * day), UsageHours: 900, Location: "4W-412",
 		Indicators: map[string]float64{"battery": 90},
 		OpenOrders: map[string]string{"pm": "workOrders/42", AcceptanceTask: "workOrders/7"}}
 	items := Due(now, d, m, 30*day)
@@ -418,7 +418,7 @@ func TestDueConditionIndicatorOrder(t *testing.T) {
 	for d := 10; d >= 0; d-- {
 		h.Add(Sample{Time: now.Add(-time.Duration(d) * day), Values: []float64{50 + float64(d), 220 - 7.5*float64(d)}}, 0)
 	}
-	dev := &Device{ID: "cpap-1", CreateTime: now.Add(-100 * day), History: h, Record: inService(),
+	dev := &Device{ID: "cpap-1", LastSeen: now, CreateTime: now.Add(-100 * day), History: h, Record: inService(),
 		Indicators: map[string]float64{"battery": 50, "telemetry/filter/hours": 220}}
 	items := Due(now, dev, m, 30*day)
 	if it := dueFor(items, "filter"); it == nil || !sameTime(it.GetDueTime(), now.Add(4*day)) {
@@ -508,7 +508,7 @@ func TestDueLongestInterval(t *testing.T) {
 	if err := ValidateModel("test", m); err != nil {
 		t.Fatalf("ValidateModel(longest) = %v", err)
 	}
-	d := &Device{ID: "pump-1", CreateTime: now.Add(-day), Record: inService(done("esa", now.Add(-day), 0)),
+	d := &Device{ID: "pump-1", LastSeen: now, CreateTime: now.Add(-day), Record: inService(done("esa", now.Add(-day), 0)),
 		Indicators: map[string]float64{"battery": 100}, History: indicatorUntilNow(100, -1e-3)}
 	if items := Due(now, d, m, 30*day); len(items) != 0 {
 		t.Errorf("Due(...) = %v, want nothing due", items)
@@ -516,5 +516,29 @@ func TestDueLongestInterval(t *testing.T) {
 	items := Due(now, d, m, 200*365*day)
 	if len(items) != 1 || !items[0].GetDueTime().AsTime().After(now) || items[0].GetOverdue() {
 		t.Errorf("Due(..., 200 years) = %v, want one item due in the future, not overdue", items)
+	}
+}
+
+// A condition read before the task was last done does not make it due
+// again: the device has not reported since the work (its filter counter is
+// reset at its next report).
+func TestDueConditionReadBeforeTheWork(t *testing.T) {
+	m := plan(&pb.MaintenanceTask{Id: "filter", Kind: kindFilter, Conditions: []*pb.Condition{
+		{Indicator: "telemetry/filter/hours", Op: ">=", Threshold: 250}}})
+	for _, tc := range []struct {
+		name     string
+		lastSeen time.Time
+		wantDue  bool
+	}{
+		{"reported before the work", now.Add(-2 * time.Hour), false},
+		{"reported after the work, still met", now, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Device{ID: "cpap-1", LastSeen: tc.lastSeen, CreateTime: now.Add(-100 * day), Record: inService(done("filter", now.Add(-time.Hour), 0)),
+				Indicators: map[string]float64{"telemetry/filter/hours": 260}}
+			if got := dueFor(Due(now, d, m, day), "filter") != nil; got != tc.wantDue {
+				t.Errorf("Due(...) has filter = %v, want %v", got, tc.wantDue)
+			}
+		})
 	}
 }

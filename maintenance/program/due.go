@@ -50,7 +50,7 @@ func (p *Program) eachDevice(models map[string]*pb.DeviceModel, fn func(*invento
 			return true
 		}
 		rec, _, _ := p.records.Get(s.ID)
-		fn(s, m, &maintenance.Device{ID: s.ID, CreateTime: s.CreateTime, UsageHours: s.UsageHours,
+		fn(s, m, &maintenance.Device{ID: s.ID, CreateTime: s.CreateTime, UsageHours: s.UsageHours, LastSeen: s.LastSeen,
 			Indicators: indicators(s, m), History: p.histories[s.ID], Record: rec})
 		return true
 	})
