@@ -233,3 +233,26 @@ func SortDue(items []*pb.DueItem) {
 		return cmp.Or(cmp.Compare(a.GetDevice(), b.GetDevice()), cmp.Compare(a.GetTaskId(), b.GetTaskId()))
 	})
 }
+
+// PredictedFailureTask is the task id of a predicted failure in the due
+// list: not a task of the plan, an inspection the prediction asks for.
+const PredictedFailureTask = "predicted-failure"
+
+// PredictedFailure is the due item of a device whose remaining useful life
+// a failure model predicts at remainingHours of use: due when its projected
+// use reaches them, if that is within horizon.
+func PredictedFailure(now time.Time, d *Device, m *pb.DeviceModel, remainingHours float64, horizon time.Duration) *pb.DueItem {
+	rate := EstimateRate(orEmpty(d.History), d.UsageHours, now.Sub(d.CreateTime))
+	due := project(now, remainingHours, rate.PerDay)
+	if remainingHours <= 0 {
+		due = now
+	}
+	if due.After(now.Add(horizon)) {
+		return nil
+	}
+	return &pb.DueItem{Device: "devices/" + d.ID, Model: m.GetName(), TaskId: PredictedFailureTask, Kind: pb.TaskKind_TASK_KIND_PM_INSPECTION,
+		Reason: pb.DueReason_DUE_REASON_PREDICTED_FAILURE, DueTime: timestamppb.New(due),
+		DueEarliestTime: timestamppb.New(project(now, remainingHours, rate.High)), DueLatestTime: timestamppb.New(project(now, remainingHours, rate.Low)),
+		Detail:   fmt.Sprintf("predicted remaining life %s h of use, %.1f h/day", hours(remainingHours), rate.PerDay),
+		HighRisk: m.GetHighRisk(), LifeSupport: m.GetLifeSupport(), EmNumber: m.GetEmNumber(), WorkOrder: d.OpenOrders[PredictedFailureTask], Location: d.Location}
+}

@@ -132,15 +132,18 @@ func ParseKind(s string) (pb.TaskKind, bool) {
 
 // modelFile is the YAML form of a model (examples/models/*.yaml).
 type modelFile struct {
-	ID           string     `yaml:"id"`
-	Model        string     `yaml:"model"`
-	Manufacturer string     `yaml:"manufacturer"`
-	Profile      string     `yaml:"profile"`
-	EMNumber     int32      `yaml:"em_number"`
-	HighRisk     bool       `yaml:"high_risk"`
-	LifeSupport  bool       `yaml:"life_support"`
-	AEMAllowed   bool       `yaml:"aem_allowed"`
-	Tasks        []taskFile `yaml:"tasks"`
+	ID           string `yaml:"id"`
+	Model        string `yaml:"model"`
+	Manufacturer string `yaml:"manufacturer"`
+	Profile      string `yaml:"profile"`
+	EMNumber     int32  `yaml:"em_number"`
+	HighRisk     bool   `yaml:"high_risk"`
+	LifeSupport  bool   `yaml:"life_support"`
+	AEMAllowed   bool   `yaml:"aem_allowed"`
+	// PredictFailures keeps telemetry histories for a learned
+	// remaining-useful-life model.
+	PredictFailures bool       `yaml:"predict_failures"`
+	Tasks           []taskFile `yaml:"tasks"`
 }
 
 type taskFile struct {
@@ -173,7 +176,7 @@ func ParseModelYAML(data []byte) (string, *pb.DeviceModel, error) {
 	}
 	_ = yaml.Unmarshal(data, &root) // for line numbers; it decoded above
 	m := &pb.DeviceModel{Model: f.Model, Manufacturer: f.Manufacturer, Profile: f.Profile, EmNumber: f.EMNumber,
-		HighRisk: f.HighRisk, LifeSupport: f.LifeSupport, AemAllowed: f.AEMAllowed}
+		HighRisk: f.HighRisk, LifeSupport: f.LifeSupport, AemAllowed: f.AEMAllowed, PredictFailures: f.PredictFailures}
 	for i, t := range f.Tasks {
 		kind, ok := ParseKind(t.Kind)
 		if !ok {

@@ -71,6 +71,7 @@ var rules = map[string]rule{
 	pb.MaintenanceService_CancelWorkOrder_FullMethodName:      {perm: access.MaintenanceWrite, mutation: true},
 	pb.MaintenanceService_GetComplianceReport_FullMethodName:  {perm: access.MaintenanceRead, global: true},
 	pb.MaintenanceService_GetReliabilityReport_FullMethodName: {perm: access.MaintenanceRead, global: true},
+	pb.MaintenanceService_TrainFailureModel_FullMethodName:    {perm: access.MaintenanceWrite, mutation: true, global: true},
 
 	"/grpc.health.v1.Health/Check":                                   {public: true},
 	"/grpc.health.v1.Health/Watch":                                   {public: true},
@@ -217,6 +218,8 @@ func target(req any) string {
 		return r.GetDevice().GetName()
 	case *pb.CreateUserRequest:
 		return "users/" + r.GetUserId()
+	case *pb.TrainFailureModelRequest:
+		return r.GetModel()
 	case *pb.ApplyDeviceModelRequest:
 		return "models/" + r.GetModelId()
 	case *pb.CreateWorkOrderRequest:

@@ -197,6 +197,15 @@ func (s *maintenanceService) GetReliabilityReport(_ context.Context, req *pb.Get
 	return r, grpcError(s.log, "GetReliabilityReport", err)
 }
 
+func (s *maintenanceService) TrainFailureModel(ctx context.Context, req *pb.TrainFailureModelRequest) (*pb.FailureModel, error) {
+	id, ok := strings.CutPrefix(req.GetModel(), "models/")
+	if !ok || id == "" {
+		return nil, invalidArgument("model", "want models/{model}, got "+quote(req.GetModel()))
+	}
+	fm, err := s.prog.TrainFailureModel(ctx, id)
+	return fm, grpcError(s.log, "TrainFailureModel", err)
+}
+
 func workOrderID(name string) (string, error) {
 	id, ok := strings.CutPrefix(name, "workOrders/")
 	if !ok || id == "" || strings.Contains(id, "/") {

@@ -29,6 +29,7 @@ func (c *cli) maintenanceProgramCommands() []*cobra.Command {
 		c.maintenanceReportCommand(),
 		c.maintenanceRecordCommand(),
 		c.maintenanceReliabilityCommand(),
+		c.maintenanceTrainCommand(),
 	}
 }
 
@@ -543,4 +544,39 @@ func writeReliability(w io.Writer, r *medfleetv1.ReliabilityReport) error {
 			interval, cell(cmp.Or(m.GetVerdict(), "-")), m.GetRecommendedIntervalHours())
 	}
 	return tw.Flush()
+}
+
+func (c *cli) maintenanceTrainCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "train MODEL",
+		Short: "Train a model's failure predictor from its devices' run-to-failure histories",
+		Long: `Train the remaining-useful-life model of a device model from the
+run-to-failure trajectories its repairs stored: for a model whose plan sets
+predict_failures, the server keeps each device's telemetry since its last
+repair and stores it when a repair with a failure code is completed. At
+least 5 are needed. The due list then shows devices predicted to fail within
+its horizon, with the reason predicted_failure. Train again as failures
+accumulate.`,
+		Args: exactArgs(1, "one model id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := strings.TrimPrefix(args[0], "models/")
+			return c.withMaintenanceService(cmd.Context(), func(client medfleetv1.MaintenanceServiceClient) error {
+				rctx, cancel := c.rpcContext(cmd.Context())
+				defer cancel()
+				fm, err := client.TrainFailureModel(rctx, &medfleetv1.TrainFailureModelRequest{Model: "models/" + id})
+				if err != nil {
+					return err
+				}
+				if c.flags.output == "json" {
+					return writeJSON(c.stdout, fm)
+				}
+				return writeKeyValues(c.stdout, [][2]string{
+					{"name", cell(fm.GetName())},
+					{"trajectories", strconv.Itoa(int(fm.GetTrajectories()))},
+					{"channels", cell(strings.Join(fm.GetChannels(), " "))},
+					{"trained", rfc3339(fm.GetTrainTime())},
+				})
+			})
+		},
+	}
 }

@@ -440,6 +440,10 @@ func TestMaintenanceLifecycle(t *testing.T) {
 	if row := rowOf(t, rel, "occlusion-sensor "); len(row) < 3 || !strings.Contains(rel, "1 failure(s) after no operating hours") {
 		t.Errorf("maintenance reliability test-pump:\n%s\nwant occlusion-sensor, not fitted, with the reason", rel)
 	}
+	// Its plan keeps no histories: nothing to train a failure model from.
+	if code, _, stderr := s.run(t, "maintenance", "train", "test-pump"); code != exitInvalidArgument || !strings.Contains(stderr, "predict_failures") {
+		t.Errorf("maintenance train test-pump = %d, %s; want exit %d naming predict_failures", code, stderr, exitInvalidArgument)
+	}
 
 	// An acceptance check cancelled: the reason is kept; a cancelled order
 	// cannot be cancelled again.

@@ -33,6 +33,11 @@ func (p *Program) Due(q DueQuery) []*pb.DueItem {
 		}
 		d.OpenOrders = open[s.ID]
 		items = append(items, maintenance.Due(now, d, m, q.Within)...)
+		if rem, ok := p.predicted[s.ID]; ok {
+			if it := maintenance.PredictedFailure(now, d, m, rem, q.Within); it != nil {
+				items = append(items, it)
+			}
+		}
 	})
 	maintenance.SortDue(items)
 	return items
@@ -135,7 +140,9 @@ func (p *Program) Schedule(ctx context.Context) {
 	var toOpen []pending
 	var upgraded []string
 	p.eachDevice(models, func(s *inventory.Summary, m *pb.DeviceModel, d *maintenance.Device) {
-		p.sample(s, m, now)
+		if p.sample(s, m, now) {
+			p.observeLife(s, m)
+		}
 		d.History = p.histories[s.ID]
 		if r := d.Record; r.GetServiceState() == pb.ServiceState_SERVICE_STATE_IN_SERVICE &&
 			r.GetAcceptedFirmware() != "" && s.Firmware != "" && s.Firmware != r.GetAcceptedFirmware() {
@@ -179,8 +186,9 @@ func (p *Program) Schedule(ctx context.Context) {
 	}
 }
 
-// sample records the device's usage and indicators in its history.
-func (p *Program) sample(s *inventory.Summary, m *pb.DeviceModel, now time.Time) {
+// sample records the device's usage and indicators in its history, and
+// reports whether it took a sample (one per sample_interval).
+func (p *Program) sample(s *inventory.Summary, m *pb.DeviceModel, now time.Time) bool {
 	h := p.histories[s.ID]
 	if h == nil {
 		h = &maintenance.History{}
@@ -196,6 +204,7 @@ func (p *Program) sample(s *inventory.Summary, m *pb.DeviceModel, now time.Time)
 		vals[i] = v
 	}
 	h.Add(maintenance.Sample{Time: now, UsageHours: s.UsageHours, Values: vals}, p.cfg.SampleInterval)
+	return h.Samples[len(h.Samples)-1].Time.Equal(now)
 }
 
 func maxWindowBefore(m *pb.DeviceModel) time.Duration {

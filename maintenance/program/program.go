@@ -27,6 +27,7 @@ import (
 	"github.com/medfleet/medfleet/internal/etcdview"
 	"github.com/medfleet/medfleet/inventory"
 	"github.com/medfleet/medfleet/maintenance"
+	"github.com/medfleet/medfleet/maintenance/rul"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -90,6 +91,12 @@ type Program struct {
 
 	mu        sync.Mutex
 	histories map[string]*maintenance.History
+	// Failure prediction, for models that ask for it: each device's
+	// current life, the trained models by model id, and each device's
+	// predicted remaining hours of use.
+	lives         map[string]*life
+	failureModels map[string]*rul.Model
+	predicted     map[string]float64
 }
 
 // New builds a program; it starts nothing.
@@ -102,6 +109,7 @@ func New(cfg Config, client *clientv3.Client, inv *inventory.Inventory, log *slo
 		records:   etcdview.New(client, recordsPrefix, decode[pb.DeviceMaintenance], log),
 		orders:    etcdview.New(client, ordersPrefix, decode[pb.WorkOrder], log),
 		histories: map[string]*maintenance.History{},
+		lives:     map[string]*life{}, failureModels: map[string]*rul.Model{}, predicted: map[string]float64{},
 	}, nil
 }
 
@@ -122,7 +130,7 @@ func (p *Program) Load(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return p.loadFailureModels(ctx)
 }
 
 // Run follows changes and runs the scheduler until ctx ends.

@@ -176,6 +176,14 @@ type Completion struct {
 // acceptance check that passed puts the device in service, one that failed
 // takes it out.
 func (p *Program) Complete(ctx context.Context, id string, c Completion, etag string) (*pb.WorkOrder, error) {
+	o, err := p.complete(ctx, id, c, etag)
+	if err == nil && o.GetType() == pb.WorkOrderType_WORK_ORDER_TYPE_REPAIR {
+		p.endLife(ctx, o)
+	}
+	return o, err
+}
+
+func (p *Program) complete(ctx context.Context, id string, c Completion, etag string) (*pb.WorkOrder, error) {
 	now := p.now()
 	if c.Time.IsZero() {
 		c.Time = now

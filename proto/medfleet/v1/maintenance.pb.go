@@ -330,12 +330,17 @@ type DeviceModel struct {
 	LifeSupport bool `protobuf:"varint,7,opt,name=life_support,json=lifeSupport,proto3" json:"life_support,omitempty"`
 	// Alternate equipment maintenance allowed (CMS S&C 14-07): the plan may
 	// differ from the manufacturer's. Never for life support.
-	AemAllowed    bool                   `protobuf:"varint,8,opt,name=aem_allowed,json=aemAllowed,proto3" json:"aem_allowed,omitempty"`
-	Tasks         []*MaintenanceTask     `protobuf:"bytes,9,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	Etag          string                 `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AemAllowed bool                   `protobuf:"varint,8,opt,name=aem_allowed,json=aemAllowed,proto3" json:"aem_allowed,omitempty"`
+	Tasks      []*MaintenanceTask     `protobuf:"bytes,9,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	Etag       string                 `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Keep each device's telemetry history, store it as a run-to-failure
+	// trajectory at each repair, and, once a remaining-useful-life model is
+	// trained from them (TrainFailureModel), list devices predicted to fail.
+	// It costs memory: about 8 bytes per channel per sample per device.
+	PredictFailures bool `protobuf:"varint,12,opt,name=predict_failures,json=predictFailures,proto3" json:"predict_failures,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DeviceModel) Reset() {
@@ -443,6 +448,13 @@ func (x *DeviceModel) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *DeviceModel) GetPredictFailures() bool {
+	if x != nil {
+		return x.PredictFailures
+	}
+	return false
 }
 
 // One task of a plan. It falls due when the first of its triggers fires.
@@ -1719,11 +1731,173 @@ func (x *FailureModeFit) GetError() string {
 	return ""
 }
 
+// One device's telemetry from a repair (or its entry into service) to its
+// next failure: the data a remaining-useful-life model learns from. Stored
+// only.
+type Trajectory struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Device      string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	FailureCode string                 `protobuf:"bytes,2,opt,name=failure_code,json=failureCode,proto3" json:"failure_code,omitempty"`
+	WorkOrder   string                 `protobuf:"bytes,3,opt,name=work_order,json=workOrder,proto3" json:"work_order,omitempty"`
+	Channels    []string               `protobuf:"bytes,4,rep,name=channels,proto3" json:"channels,omitempty"`
+	// Operating hours of each observation since the life began.
+	Hours []float64 `protobuf:"fixed64,5,rep,packed,name=hours,proto3" json:"hours,omitempty"`
+	// Observation-major: values[i*len(channels)+j] is channel j at hours[i];
+	// NaN when not reported.
+	Values        []float64 `protobuf:"fixed64,6,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Trajectory) Reset() {
+	*x = Trajectory{}
+	mi := &file_medfleet_v1_maintenance_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Trajectory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Trajectory) ProtoMessage() {}
+
+func (x *Trajectory) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_maintenance_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Trajectory.ProtoReflect.Descriptor instead.
+func (*Trajectory) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_maintenance_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Trajectory) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *Trajectory) GetFailureCode() string {
+	if x != nil {
+		return x.FailureCode
+	}
+	return ""
+}
+
+func (x *Trajectory) GetWorkOrder() string {
+	if x != nil {
+		return x.WorkOrder
+	}
+	return ""
+}
+
+func (x *Trajectory) GetChannels() []string {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *Trajectory) GetHours() []float64 {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
+func (x *Trajectory) GetValues() []float64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// What training a failure model did.
+type FailureModel struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "models/{model}/failureModel".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Run-to-failure trajectories it learned from.
+	Trajectories int32 `protobuf:"varint,2,opt,name=trajectories,proto3" json:"trajectories,omitempty"`
+	// The channels it found informative.
+	Channels      []string               `protobuf:"bytes,3,rep,name=channels,proto3" json:"channels,omitempty"`
+	TrainTime     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=train_time,json=trainTime,proto3" json:"train_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailureModel) Reset() {
+	*x = FailureModel{}
+	mi := &file_medfleet_v1_maintenance_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailureModel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailureModel) ProtoMessage() {}
+
+func (x *FailureModel) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_maintenance_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailureModel.ProtoReflect.Descriptor instead.
+func (*FailureModel) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_maintenance_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FailureModel) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FailureModel) GetTrajectories() int32 {
+	if x != nil {
+		return x.Trajectories
+	}
+	return 0
+}
+
+func (x *FailureModel) GetChannels() []string {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *FailureModel) GetTrainTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TrainTime
+	}
+	return nil
+}
+
 var File_medfleet_v1_maintenance_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_maintenance_proto_rawDesc = "" +
 	"\n" +
-	"\x1dmedfleet/v1/maintenance.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n" +
+	"\x1dmedfleet/v1/maintenance.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x03\n" +
 	"\vDeviceModel\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\"\n" +
@@ -1738,7 +1912,8 @@ const file_medfleet_v1_maintenance_proto_rawDesc = "" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\v \x01(\tR\x04etag\"\xcc\x02\n" +
+	"\x04etag\x18\v \x01(\tR\x04etag\x12)\n" +
+	"\x10predict_failures\x18\f \x01(\bR\x0fpredictFailures\"\xcc\x02\n" +
 	"\x0fMaintenanceTask\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.medfleet.v1.TaskKindR\x04kind\x12 \n" +
@@ -1863,7 +2038,22 @@ const file_medfleet_v1_maintenance_proto_rawDesc = "" +
 	"\averdict\x18\r \x01(\tR\averdict\x12<\n" +
 	"\x1arecommended_interval_hours\x18\x0e \x01(\x01R\x18recommendedIntervalHours\x12\x16\n" +
 	"\x06reason\x18\x0f \x01(\tR\x06reason\x12\x14\n" +
-	"\x05error\x18\x10 \x01(\tR\x05error*\xef\x01\n" +
+	"\x05error\x18\x10 \x01(\tR\x05error\"\xb0\x01\n" +
+	"\n" +
+	"Trajectory\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12!\n" +
+	"\ffailure_code\x18\x02 \x01(\tR\vfailureCode\x12\x1d\n" +
+	"\n" +
+	"work_order\x18\x03 \x01(\tR\tworkOrder\x12\x1a\n" +
+	"\bchannels\x18\x04 \x03(\tR\bchannels\x12\x14\n" +
+	"\x05hours\x18\x05 \x03(\x01R\x05hours\x12\x16\n" +
+	"\x06values\x18\x06 \x03(\x01R\x06values\"\x9d\x01\n" +
+	"\fFailureModel\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
+	"\ftrajectories\x18\x02 \x01(\x05R\ftrajectories\x12\x1a\n" +
+	"\bchannels\x18\x03 \x03(\tR\bchannels\x129\n" +
+	"\n" +
+	"train_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttrainTime*\xef\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17TASK_KIND_PM_INSPECTION\x10\x01\x12\x1f\n" +
@@ -1910,7 +2100,7 @@ func file_medfleet_v1_maintenance_proto_rawDescGZIP() []byte {
 }
 
 var file_medfleet_v1_maintenance_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_medfleet_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_medfleet_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_medfleet_v1_maintenance_proto_goTypes = []any{
 	(TaskKind)(0),                 // 0: medfleet.v1.TaskKind
 	(DueReason)(0),                // 1: medfleet.v1.DueReason
@@ -1930,44 +2120,47 @@ var file_medfleet_v1_maintenance_proto_goTypes = []any{
 	(*ComplianceFigures)(nil),     // 15: medfleet.v1.ComplianceFigures
 	(*ReliabilityReport)(nil),     // 16: medfleet.v1.ReliabilityReport
 	(*FailureModeFit)(nil),        // 17: medfleet.v1.FailureModeFit
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*Trajectory)(nil),            // 18: medfleet.v1.Trajectory
+	(*FailureModel)(nil),          // 19: medfleet.v1.FailureModel
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_medfleet_v1_maintenance_proto_depIdxs = []int32{
 	6,  // 0: medfleet.v1.DeviceModel.tasks:type_name -> medfleet.v1.MaintenanceTask
-	18, // 1: medfleet.v1.DeviceModel.update_time:type_name -> google.protobuf.Timestamp
+	20, // 1: medfleet.v1.DeviceModel.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: medfleet.v1.MaintenanceTask.kind:type_name -> medfleet.v1.TaskKind
 	7,  // 3: medfleet.v1.MaintenanceTask.conditions:type_name -> medfleet.v1.Condition
 	0,  // 4: medfleet.v1.DueItem.kind:type_name -> medfleet.v1.TaskKind
 	1,  // 5: medfleet.v1.DueItem.reason:type_name -> medfleet.v1.DueReason
-	18, // 6: medfleet.v1.DueItem.due_time:type_name -> google.protobuf.Timestamp
-	18, // 7: medfleet.v1.DueItem.due_earliest_time:type_name -> google.protobuf.Timestamp
-	18, // 8: medfleet.v1.DueItem.due_latest_time:type_name -> google.protobuf.Timestamp
+	20, // 6: medfleet.v1.DueItem.due_time:type_name -> google.protobuf.Timestamp
+	20, // 7: medfleet.v1.DueItem.due_earliest_time:type_name -> google.protobuf.Timestamp
+	20, // 8: medfleet.v1.DueItem.due_latest_time:type_name -> google.protobuf.Timestamp
 	2,  // 9: medfleet.v1.WorkOrder.type:type_name -> medfleet.v1.WorkOrderType
 	3,  // 10: medfleet.v1.WorkOrder.state:type_name -> medfleet.v1.WorkOrderState
 	1,  // 11: medfleet.v1.WorkOrder.reason:type_name -> medfleet.v1.DueReason
-	18, // 12: medfleet.v1.WorkOrder.create_time:type_name -> google.protobuf.Timestamp
-	18, // 13: medfleet.v1.WorkOrder.due_time:type_name -> google.protobuf.Timestamp
-	18, // 14: medfleet.v1.WorkOrder.window_end_time:type_name -> google.protobuf.Timestamp
-	18, // 15: medfleet.v1.WorkOrder.complete_time:type_name -> google.protobuf.Timestamp
+	20, // 12: medfleet.v1.WorkOrder.create_time:type_name -> google.protobuf.Timestamp
+	20, // 13: medfleet.v1.WorkOrder.due_time:type_name -> google.protobuf.Timestamp
+	20, // 14: medfleet.v1.WorkOrder.window_end_time:type_name -> google.protobuf.Timestamp
+	20, // 15: medfleet.v1.WorkOrder.complete_time:type_name -> google.protobuf.Timestamp
 	9,  // 16: medfleet.v1.WorkOrder.results:type_name -> medfleet.v1.TaskResult
 	4,  // 17: medfleet.v1.DeviceMaintenance.service_state:type_name -> medfleet.v1.ServiceState
 	12, // 18: medfleet.v1.DeviceMaintenance.tasks:type_name -> medfleet.v1.TaskState
 	13, // 19: medfleet.v1.DeviceMaintenance.failures:type_name -> medfleet.v1.Failure
-	18, // 20: medfleet.v1.TaskState.last_done_time:type_name -> google.protobuf.Timestamp
-	18, // 21: medfleet.v1.Failure.time:type_name -> google.protobuf.Timestamp
-	18, // 22: medfleet.v1.ComplianceReport.start_time:type_name -> google.protobuf.Timestamp
-	18, // 23: medfleet.v1.ComplianceReport.end_time:type_name -> google.protobuf.Timestamp
+	20, // 20: medfleet.v1.TaskState.last_done_time:type_name -> google.protobuf.Timestamp
+	20, // 21: medfleet.v1.Failure.time:type_name -> google.protobuf.Timestamp
+	20, // 22: medfleet.v1.ComplianceReport.start_time:type_name -> google.protobuf.Timestamp
+	20, // 23: medfleet.v1.ComplianceReport.end_time:type_name -> google.protobuf.Timestamp
 	15, // 24: medfleet.v1.ComplianceReport.overall:type_name -> medfleet.v1.ComplianceFigures
 	15, // 25: medfleet.v1.ComplianceReport.high_risk:type_name -> medfleet.v1.ComplianceFigures
 	15, // 26: medfleet.v1.ComplianceReport.life_support:type_name -> medfleet.v1.ComplianceFigures
 	10, // 27: medfleet.v1.ComplianceReport.missed:type_name -> medfleet.v1.WorkOrder
 	10, // 28: medfleet.v1.ComplianceReport.late:type_name -> medfleet.v1.WorkOrder
 	17, // 29: medfleet.v1.ReliabilityReport.modes:type_name -> medfleet.v1.FailureModeFit
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	20, // 30: medfleet.v1.FailureModel.train_time:type_name -> google.protobuf.Timestamp
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_medfleet_v1_maintenance_proto_init() }
@@ -1981,7 +2174,7 @@ func file_medfleet_v1_maintenance_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfleet_v1_maintenance_proto_rawDesc), len(file_medfleet_v1_maintenance_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

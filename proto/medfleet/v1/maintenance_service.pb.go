@@ -959,6 +959,51 @@ func (x *GetReliabilityReportRequest) GetTargetReliability() float64 {
 	return 0
 }
 
+type TrainFailureModelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "models/{model}".
+	Model         string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrainFailureModelRequest) Reset() {
+	*x = TrainFailureModelRequest{}
+	mi := &file_medfleet_v1_maintenance_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainFailureModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainFailureModelRequest) ProtoMessage() {}
+
+func (x *TrainFailureModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_maintenance_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainFailureModelRequest.ProtoReflect.Descriptor instead.
+func (*TrainFailureModelRequest) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_maintenance_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TrainFailureModelRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
 var File_medfleet_v1_maintenance_service_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_maintenance_service_proto_rawDesc = "" +
@@ -1029,7 +1074,9 @@ const file_medfleet_v1_maintenance_service_proto_rawDesc = "" +
 	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"b\n" +
 	"\x1bGetReliabilityReportRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12-\n" +
-	"\x12target_reliability\x18\x02 \x01(\x01R\x11targetReliability2\xfa\b\n" +
+	"\x12target_reliability\x18\x02 \x01(\x01R\x11targetReliability\"0\n" +
+	"\x18TrainFailureModelRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model2\xd1\t\n" +
 	"\x12MaintenanceService\x12R\n" +
 	"\x10ApplyDeviceModel\x12$.medfleet.v1.ApplyDeviceModelRequest\x1a\x18.medfleet.v1.DeviceModel\x12N\n" +
 	"\x0eGetDeviceModel\x12\".medfleet.v1.GetDeviceModelRequest\x1a\x18.medfleet.v1.DeviceModel\x12_\n" +
@@ -1043,7 +1090,8 @@ const file_medfleet_v1_maintenance_service_proto_rawDesc = "" +
 	"\x11CompleteWorkOrder\x12%.medfleet.v1.CompleteWorkOrderRequest\x1a\x16.medfleet.v1.WorkOrder\x12N\n" +
 	"\x0fCancelWorkOrder\x12#.medfleet.v1.CancelWorkOrderRequest\x1a\x16.medfleet.v1.WorkOrder\x12]\n" +
 	"\x13GetComplianceReport\x12'.medfleet.v1.GetComplianceReportRequest\x1a\x1d.medfleet.v1.ComplianceReport\x12`\n" +
-	"\x14GetReliabilityReport\x12(.medfleet.v1.GetReliabilityReportRequest\x1a\x1e.medfleet.v1.ReliabilityReportB;Z9github.com/medfleet/medfleet/proto/medfleet/v1;medfleetv1b\x06proto3"
+	"\x14GetReliabilityReport\x12(.medfleet.v1.GetReliabilityReportRequest\x1a\x1e.medfleet.v1.ReliabilityReport\x12U\n" +
+	"\x11TrainFailureModel\x12%.medfleet.v1.TrainFailureModelRequest\x1a\x19.medfleet.v1.FailureModelB;Z9github.com/medfleet/medfleet/proto/medfleet/v1;medfleetv1b\x06proto3"
 
 var (
 	file_medfleet_v1_maintenance_service_proto_rawDescOnce sync.Once
@@ -1057,7 +1105,7 @@ func file_medfleet_v1_maintenance_service_proto_rawDescGZIP() []byte {
 	return file_medfleet_v1_maintenance_service_proto_rawDescData
 }
 
-var file_medfleet_v1_maintenance_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_medfleet_v1_maintenance_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_medfleet_v1_maintenance_service_proto_goTypes = []any{
 	(*ApplyDeviceModelRequest)(nil),     // 0: medfleet.v1.ApplyDeviceModelRequest
 	(*GetDeviceModelRequest)(nil),       // 1: medfleet.v1.GetDeviceModelRequest
@@ -1075,29 +1123,31 @@ var file_medfleet_v1_maintenance_service_proto_goTypes = []any{
 	(*CancelWorkOrderRequest)(nil),      // 13: medfleet.v1.CancelWorkOrderRequest
 	(*GetComplianceReportRequest)(nil),  // 14: medfleet.v1.GetComplianceReportRequest
 	(*GetReliabilityReportRequest)(nil), // 15: medfleet.v1.GetReliabilityReportRequest
-	(*DeviceModel)(nil),                 // 16: medfleet.v1.DeviceModel
-	(*durationpb.Duration)(nil),         // 17: google.protobuf.Duration
-	(*DueItem)(nil),                     // 18: medfleet.v1.DueItem
-	(*WorkOrder)(nil),                   // 19: medfleet.v1.WorkOrder
-	(WorkOrderState)(0),                 // 20: medfleet.v1.WorkOrderState
-	(*TaskResult)(nil),                  // 21: medfleet.v1.TaskResult
-	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
-	(*DeviceMaintenance)(nil),           // 23: medfleet.v1.DeviceMaintenance
-	(*ComplianceReport)(nil),            // 24: medfleet.v1.ComplianceReport
-	(*ReliabilityReport)(nil),           // 25: medfleet.v1.ReliabilityReport
+	(*TrainFailureModelRequest)(nil),    // 16: medfleet.v1.TrainFailureModelRequest
+	(*DeviceModel)(nil),                 // 17: medfleet.v1.DeviceModel
+	(*durationpb.Duration)(nil),         // 18: google.protobuf.Duration
+	(*DueItem)(nil),                     // 19: medfleet.v1.DueItem
+	(*WorkOrder)(nil),                   // 20: medfleet.v1.WorkOrder
+	(WorkOrderState)(0),                 // 21: medfleet.v1.WorkOrderState
+	(*TaskResult)(nil),                  // 22: medfleet.v1.TaskResult
+	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
+	(*DeviceMaintenance)(nil),           // 24: medfleet.v1.DeviceMaintenance
+	(*ComplianceReport)(nil),            // 25: medfleet.v1.ComplianceReport
+	(*ReliabilityReport)(nil),           // 26: medfleet.v1.ReliabilityReport
+	(*FailureModel)(nil),                // 27: medfleet.v1.FailureModel
 }
 var file_medfleet_v1_maintenance_service_proto_depIdxs = []int32{
-	16, // 0: medfleet.v1.ApplyDeviceModelRequest.device_model:type_name -> medfleet.v1.DeviceModel
-	16, // 1: medfleet.v1.ListDeviceModelsResponse.device_models:type_name -> medfleet.v1.DeviceModel
-	17, // 2: medfleet.v1.ListDueItemsRequest.within:type_name -> google.protobuf.Duration
-	18, // 3: medfleet.v1.ListDueItemsResponse.items:type_name -> medfleet.v1.DueItem
-	19, // 4: medfleet.v1.CreateWorkOrderRequest.work_order:type_name -> medfleet.v1.WorkOrder
-	20, // 5: medfleet.v1.ListWorkOrdersRequest.state:type_name -> medfleet.v1.WorkOrderState
-	19, // 6: medfleet.v1.ListWorkOrdersResponse.work_orders:type_name -> medfleet.v1.WorkOrder
-	21, // 7: medfleet.v1.CompleteWorkOrderRequest.results:type_name -> medfleet.v1.TaskResult
-	22, // 8: medfleet.v1.CompleteWorkOrderRequest.complete_time:type_name -> google.protobuf.Timestamp
-	22, // 9: medfleet.v1.GetComplianceReportRequest.start_time:type_name -> google.protobuf.Timestamp
-	22, // 10: medfleet.v1.GetComplianceReportRequest.end_time:type_name -> google.protobuf.Timestamp
+	17, // 0: medfleet.v1.ApplyDeviceModelRequest.device_model:type_name -> medfleet.v1.DeviceModel
+	17, // 1: medfleet.v1.ListDeviceModelsResponse.device_models:type_name -> medfleet.v1.DeviceModel
+	18, // 2: medfleet.v1.ListDueItemsRequest.within:type_name -> google.protobuf.Duration
+	19, // 3: medfleet.v1.ListDueItemsResponse.items:type_name -> medfleet.v1.DueItem
+	20, // 4: medfleet.v1.CreateWorkOrderRequest.work_order:type_name -> medfleet.v1.WorkOrder
+	21, // 5: medfleet.v1.ListWorkOrdersRequest.state:type_name -> medfleet.v1.WorkOrderState
+	20, // 6: medfleet.v1.ListWorkOrdersResponse.work_orders:type_name -> medfleet.v1.WorkOrder
+	22, // 7: medfleet.v1.CompleteWorkOrderRequest.results:type_name -> medfleet.v1.TaskResult
+	23, // 8: medfleet.v1.CompleteWorkOrderRequest.complete_time:type_name -> google.protobuf.Timestamp
+	23, // 9: medfleet.v1.GetComplianceReportRequest.start_time:type_name -> google.protobuf.Timestamp
+	23, // 10: medfleet.v1.GetComplianceReportRequest.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 11: medfleet.v1.MaintenanceService.ApplyDeviceModel:input_type -> medfleet.v1.ApplyDeviceModelRequest
 	1,  // 12: medfleet.v1.MaintenanceService.GetDeviceModel:input_type -> medfleet.v1.GetDeviceModelRequest
 	2,  // 13: medfleet.v1.MaintenanceService.ListDeviceModels:input_type -> medfleet.v1.ListDeviceModelsRequest
@@ -1111,21 +1161,23 @@ var file_medfleet_v1_maintenance_service_proto_depIdxs = []int32{
 	13, // 21: medfleet.v1.MaintenanceService.CancelWorkOrder:input_type -> medfleet.v1.CancelWorkOrderRequest
 	14, // 22: medfleet.v1.MaintenanceService.GetComplianceReport:input_type -> medfleet.v1.GetComplianceReportRequest
 	15, // 23: medfleet.v1.MaintenanceService.GetReliabilityReport:input_type -> medfleet.v1.GetReliabilityReportRequest
-	16, // 24: medfleet.v1.MaintenanceService.ApplyDeviceModel:output_type -> medfleet.v1.DeviceModel
-	16, // 25: medfleet.v1.MaintenanceService.GetDeviceModel:output_type -> medfleet.v1.DeviceModel
-	3,  // 26: medfleet.v1.MaintenanceService.ListDeviceModels:output_type -> medfleet.v1.ListDeviceModelsResponse
-	5,  // 27: medfleet.v1.MaintenanceService.ListDueItems:output_type -> medfleet.v1.ListDueItemsResponse
-	23, // 28: medfleet.v1.MaintenanceService.GetDeviceMaintenance:output_type -> medfleet.v1.DeviceMaintenance
-	19, // 29: medfleet.v1.MaintenanceService.CreateWorkOrder:output_type -> medfleet.v1.WorkOrder
-	19, // 30: medfleet.v1.MaintenanceService.GetWorkOrder:output_type -> medfleet.v1.WorkOrder
-	10, // 31: medfleet.v1.MaintenanceService.ListWorkOrders:output_type -> medfleet.v1.ListWorkOrdersResponse
-	19, // 32: medfleet.v1.MaintenanceService.AssignWorkOrder:output_type -> medfleet.v1.WorkOrder
-	19, // 33: medfleet.v1.MaintenanceService.CompleteWorkOrder:output_type -> medfleet.v1.WorkOrder
-	19, // 34: medfleet.v1.MaintenanceService.CancelWorkOrder:output_type -> medfleet.v1.WorkOrder
-	24, // 35: medfleet.v1.MaintenanceService.GetComplianceReport:output_type -> medfleet.v1.ComplianceReport
-	25, // 36: medfleet.v1.MaintenanceService.GetReliabilityReport:output_type -> medfleet.v1.ReliabilityReport
-	24, // [24:37] is the sub-list for method output_type
-	11, // [11:24] is the sub-list for method input_type
+	16, // 24: medfleet.v1.MaintenanceService.TrainFailureModel:input_type -> medfleet.v1.TrainFailureModelRequest
+	17, // 25: medfleet.v1.MaintenanceService.ApplyDeviceModel:output_type -> medfleet.v1.DeviceModel
+	17, // 26: medfleet.v1.MaintenanceService.GetDeviceModel:output_type -> medfleet.v1.DeviceModel
+	3,  // 27: medfleet.v1.MaintenanceService.ListDeviceModels:output_type -> medfleet.v1.ListDeviceModelsResponse
+	5,  // 28: medfleet.v1.MaintenanceService.ListDueItems:output_type -> medfleet.v1.ListDueItemsResponse
+	24, // 29: medfleet.v1.MaintenanceService.GetDeviceMaintenance:output_type -> medfleet.v1.DeviceMaintenance
+	20, // 30: medfleet.v1.MaintenanceService.CreateWorkOrder:output_type -> medfleet.v1.WorkOrder
+	20, // 31: medfleet.v1.MaintenanceService.GetWorkOrder:output_type -> medfleet.v1.WorkOrder
+	10, // 32: medfleet.v1.MaintenanceService.ListWorkOrders:output_type -> medfleet.v1.ListWorkOrdersResponse
+	20, // 33: medfleet.v1.MaintenanceService.AssignWorkOrder:output_type -> medfleet.v1.WorkOrder
+	20, // 34: medfleet.v1.MaintenanceService.CompleteWorkOrder:output_type -> medfleet.v1.WorkOrder
+	20, // 35: medfleet.v1.MaintenanceService.CancelWorkOrder:output_type -> medfleet.v1.WorkOrder
+	25, // 36: medfleet.v1.MaintenanceService.GetComplianceReport:output_type -> medfleet.v1.ComplianceReport
+	26, // 37: medfleet.v1.MaintenanceService.GetReliabilityReport:output_type -> medfleet.v1.ReliabilityReport
+	27, // 38: medfleet.v1.MaintenanceService.TrainFailureModel:output_type -> medfleet.v1.FailureModel
+	25, // [25:39] is the sub-list for method output_type
+	11, // [11:25] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1143,7 +1195,7 @@ func file_medfleet_v1_maintenance_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfleet_v1_maintenance_service_proto_rawDesc), len(file_medfleet_v1_maintenance_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

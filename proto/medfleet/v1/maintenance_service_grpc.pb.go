@@ -32,6 +32,7 @@ const (
 	MaintenanceService_CancelWorkOrder_FullMethodName      = "/medfleet.v1.MaintenanceService/CancelWorkOrder"
 	MaintenanceService_GetComplianceReport_FullMethodName  = "/medfleet.v1.MaintenanceService/GetComplianceReport"
 	MaintenanceService_GetReliabilityReport_FullMethodName = "/medfleet.v1.MaintenanceService/GetReliabilityReport"
+	MaintenanceService_TrainFailureModel_FullMethodName    = "/medfleet.v1.MaintenanceService/TrainFailureModel"
 )
 
 // MaintenanceServiceClient is the client API for MaintenanceService service.
@@ -62,6 +63,10 @@ type MaintenanceServiceClient interface {
 	// repairs recorded for a model's devices, and judges the plan's usage
 	// interval against the fit.
 	GetReliabilityReport(ctx context.Context, in *GetReliabilityReportRequest, opts ...grpc.CallOption) (*ReliabilityReport, error)
+	// Trains a model's remaining-useful-life model from the run-to-failure
+	// trajectories its repairs stored (predict_failures); the due list then
+	// shows devices predicted to fail within its horizon.
+	TrainFailureModel(ctx context.Context, in *TrainFailureModelRequest, opts ...grpc.CallOption) (*FailureModel, error)
 }
 
 type maintenanceServiceClient struct {
@@ -202,6 +207,16 @@ func (c *maintenanceServiceClient) GetReliabilityReport(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *maintenanceServiceClient) TrainFailureModel(ctx context.Context, in *TrainFailureModelRequest, opts ...grpc.CallOption) (*FailureModel, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailureModel)
+	err := c.cc.Invoke(ctx, MaintenanceService_TrainFailureModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MaintenanceServiceServer is the server API for MaintenanceService service.
 // All implementations must embed UnimplementedMaintenanceServiceServer
 // for forward compatibility.
@@ -230,6 +245,10 @@ type MaintenanceServiceServer interface {
 	// repairs recorded for a model's devices, and judges the plan's usage
 	// interval against the fit.
 	GetReliabilityReport(context.Context, *GetReliabilityReportRequest) (*ReliabilityReport, error)
+	// Trains a model's remaining-useful-life model from the run-to-failure
+	// trajectories its repairs stored (predict_failures); the due list then
+	// shows devices predicted to fail within its horizon.
+	TrainFailureModel(context.Context, *TrainFailureModelRequest) (*FailureModel, error)
 	mustEmbedUnimplementedMaintenanceServiceServer()
 }
 
@@ -278,6 +297,9 @@ func (UnimplementedMaintenanceServiceServer) GetComplianceReport(context.Context
 }
 func (UnimplementedMaintenanceServiceServer) GetReliabilityReport(context.Context, *GetReliabilityReportRequest) (*ReliabilityReport, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetReliabilityReport not implemented")
+}
+func (UnimplementedMaintenanceServiceServer) TrainFailureModel(context.Context, *TrainFailureModelRequest) (*FailureModel, error) {
+	return nil, status.Error(codes.Unimplemented, "method TrainFailureModel not implemented")
 }
 func (UnimplementedMaintenanceServiceServer) mustEmbedUnimplementedMaintenanceServiceServer() {}
 func (UnimplementedMaintenanceServiceServer) testEmbeddedByValue()                            {}
@@ -534,6 +556,24 @@ func _MaintenanceService_GetReliabilityReport_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MaintenanceService_TrainFailureModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TrainFailureModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MaintenanceServiceServer).TrainFailureModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MaintenanceService_TrainFailureModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MaintenanceServiceServer).TrainFailureModel(ctx, req.(*TrainFailureModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MaintenanceService_ServiceDesc is the grpc.ServiceDesc for MaintenanceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -592,6 +632,10 @@ var MaintenanceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetReliabilityReport",
 			Handler:    _MaintenanceService_GetReliabilityReport_Handler,
+		},
+		{
+			MethodName: "TrainFailureModel",
+			Handler:    _MaintenanceService_TrainFailureModel_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
