@@ -172,7 +172,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	prog, err := program.New(s.cfg.Maintenance, store.client, inv, s.log.With("component", "maintenance"), time.Now)
+	prog, err := program.New(s.cfg.Maintenance, store.client, inv, s.log.With("component", "maintenance"), time.Now, tel.Providers)
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,7 @@ func (p *Program) Schedule(ctx context.Context) {
 	}
 	var toOpen []pending
 	var upgraded []string
+	tasks := map[[2]string]int64{}
 	p.eachDevice(models, func(s *inventory.Summary, m *pb.DeviceModel, d *maintenance.Device) {
 		if p.sample(s, m, now) {
 			p.observeLife(s, m)
@@ -150,6 +151,11 @@ func (p *Program) Schedule(ctx context.Context) {
 		}
 		d.OpenOrders = open[s.ID]
 		for _, it := range maintenance.Due(now, d, m, maxWindowBefore(m)) {
+			if it.GetOverdue() {
+				tasks[[2]string{"overdue", riskOf(it)}]++
+			} else if !it.GetDueTime().AsTime().After(now) {
+				tasks[[2]string{"due", riskOf(it)}]++
+			}
 			if it.GetWorkOrder() != "" {
 				continue
 			}
@@ -160,6 +166,16 @@ func (p *Program) Schedule(ctx context.Context) {
 			toOpen = append(toOpen, pending{it, t, m, s.ID})
 		}
 	})
+	orders := map[string]bool{}
+	for _, byTask := range open {
+		for _, o := range byTask {
+			orders[o] = true
+		}
+	}
+	nOpen := int64(len(orders))
+	p.mu.Lock()
+	p.counts = counts{tasks: tasks, openOrders: nOpen}
+	p.mu.Unlock()
 	for _, id := range upgraded {
 		if err := p.updateRecord(ctx, id, func(r *pb.DeviceMaintenance) {
 			r.ServiceState = pb.ServiceState_SERVICE_STATE_NEEDS_CHECK

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/medfleet/medfleet/internal/etcdview"
+	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/inventory"
 	"github.com/medfleet/medfleet/maintenance"
 	"github.com/medfleet/medfleet/maintenance/rul"
@@ -97,20 +98,25 @@ type Program struct {
 	lives         map[string]*life
 	failureModels map[string]*rul.Model
 	predicted     map[string]float64
+	counts        counts
 }
 
 // New builds a program; it starts nothing.
-func New(cfg Config, client *clientv3.Client, inv *inventory.Inventory, log *slog.Logger, now func() time.Time) (*Program, error) {
+func New(cfg Config, client *clientv3.Client, inv *inventory.Inventory, log *slog.Logger, now func() time.Time, tel telemetry.Providers) (*Program, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Program{cfg: cfg, client: client, inv: inv, log: log, now: now,
+	p := &Program{cfg: cfg, client: client, inv: inv, log: log, now: now,
 		models:    etcdview.New(client, modelsPrefix, decode[pb.DeviceModel], log),
 		records:   etcdview.New(client, recordsPrefix, decode[pb.DeviceMaintenance], log),
 		orders:    etcdview.New(client, ordersPrefix, decode[pb.WorkOrder], log),
 		histories: map[string]*maintenance.History{},
 		lives:     map[string]*life{}, failureModels: map[string]*rul.Model{}, predicted: map[string]float64{},
-	}, nil
+	}
+	if err := p.registerMetrics(tel); err != nil {
+		return nil, fmt.Errorf("maintenance: metrics: %w", err)
+	}
+	return p, nil
 }
 
 func decode[T any, P interface {

@@ -59,7 +59,7 @@ func newFixture(t *testing.T) *fixture {
 // newProgram is a medfleetd (re)starting over the same etcd.
 func (f *fixture) newProgram(t *testing.T) *Program {
 	t.Helper()
-	p, err := New(DefaultConfig(), f.etcd.Client, f.inv, slog.New(slog.DiscardHandler), f.clk.Now)
+	p, err := New(DefaultConfig(), f.etcd.Client, f.inv, slog.New(slog.DiscardHandler), f.clk.Now, telemetry.Noop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +107,9 @@ func TestScheduleIsDuplicateFreeAcrossRestarts(t *testing.T) {
 	orders := openOrders(f.prog, "pump-1")
 	if len(orders) != 1 || orders[0].GetType() != pb.WorkOrderType_WORK_ORDER_TYPE_ACCEPTANCE {
 		t.Fatalf("open orders after two schedules = %v, want one acceptance", orders)
+	}
+	if c := f.prog.counts; c.tasks[[2]string{"due", "high"}] != 1 || c.openOrders != 1 {
+		t.Errorf("metrics after scheduling = %+v, want 1 high-risk task due and 1 open order", c)
 	}
 	acc := orders[0]
 	if _, err := f.prog.Complete(ctx, name(acc), Completion{By: "users/tech", Results: []*pb.TaskResult{{TaskId: "acceptance", Passed: true}}}, ""); err != nil {
