@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -78,11 +79,19 @@ type Config struct {
 	// RequestTimeout bounds the backend's work on a registration, which may
 	// write etcd; reports touch only memory.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxPendingRegistrations bounds registrations and enrolments in
+	// progress (they write etcd); beyond it a device is answered 4.29 with
+	// a Max-Age of about RetryAfter, so that a reconnect storm queues on the
+	// devices instead of in the server.
+	MaxPendingRegistrations int `yaml:"max_pending_registrations"`
+	// RetryAfter is the mean Max-Age of a 4.29, jittered by ±50 %.
+	RetryAfter time.Duration `yaml:"retry_after"`
 }
 
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
-	return Config{ReadBuffer: 4 << 20, IdleTimeout: 10 * time.Minute, RequestTimeout: 5 * time.Second}
+	return Config{ReadBuffer: 4 << 20, IdleTimeout: 10 * time.Minute, RequestTimeout: 5 * time.Second,
+		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second}
 }
 
 // Validate checks the configuration; errors name the field by its path.
@@ -94,6 +103,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coap.idle_timeout: %v is under 1s", c.IdleTimeout)
 	case c.RequestTimeout <= 0:
 		return fmt.Errorf("coap.request_timeout: must be positive")
+	case c.MaxPendingRegistrations < 1:
+		return fmt.Errorf("coap.max_pending_registrations: %d is under 1", c.MaxPendingRegistrations)
+	case c.RetryAfter < 2*time.Second || c.RetryAfter > time.Hour:
+		return fmt.Errorf("coap.retry_after: %v is outside 2s-1h", c.RetryAfter)
 	}
 	return nil
 }
@@ -109,6 +122,8 @@ type Gateway struct {
 	backend Backend
 	log     *slog.Logger
 	tel     *instruments
+	// pending admits registrations and enrolments: a slot each.
+	pending chan struct{}
 
 	registrations, reports, duplicates, badRequests, notRegistered, forbidden, serverErrors atomic.Uint64
 }
@@ -125,7 +140,7 @@ func New(cfg Config, backend Backend, log *slog.Logger, tel telemetry.Providers)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
-	return &Gateway{cfg: cfg, backend: backend, log: log, tel: in}, nil
+	return &Gateway{cfg: cfg, backend: backend, log: log, tel: in, pending: make(chan struct{}, cfg.MaxPendingRegistrations)}, nil
 }
 
 // Stats returns counters of the answers so far.
@@ -378,6 +393,11 @@ func (g *Gateway) register(ctx context.Context, req request) (string, answer) {
 	if err := reg.Validate(); err != nil {
 		return device, diagnostic(codes.BadRequest, "%v", err)
 	}
+	release, busy, ok := g.admit()
+	if !ok {
+		return device, busy
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(context.WithValue(ctx, peerKey{}, req.peer), g.cfg.RequestTimeout) // may write etcd
 	defer cancel()
 	d, err := g.backend.Register(ctx, device, reg, lifetime)
@@ -455,6 +475,21 @@ func (g *Gateway) report(ctx context.Context, req request) (string, answer) {
 	return device, a
 }
 
+// admit takes a registration slot, or answers 4.29 with a jittered Max-Age
+// when every slot is taken. release gives the slot back.
+func (g *Gateway) admit() (release func(), a answer, ok bool) {
+	select {
+	case g.pending <- struct{}{}:
+		return func() { <-g.pending }, answer{}, true
+	default:
+	}
+	base := g.cfg.RetryAfter
+	maxAge := base/2 + time.Duration(rand.Int64N(int64(base)))
+	a = diagnostic(codes.TooManyRequests, "busy: %d registrations in progress; retry after Max-Age", cap(g.pending))
+	a.opts = []message.Option{{ID: message.MaxAge, Value: uint32Bytes(uint32(maxAge.Seconds()))}}
+	return nil, a, false
+}
+
 // authorize lets a DTLS session act only for the device it authenticated
 // as, and only while that credential is current. Plain CoAP (no session)
 // is not checked: it exists only with --insecure-coap.
@@ -499,6 +534,11 @@ func (g *Gateway) enrol(ctx context.Context, req request) (string, answer) {
 	if err != nil {
 		return device, diagnostic(codes.BadRequest, "%v", err)
 	}
+	release, busy, ok := g.admit()
+	if !ok {
+		return device, busy
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(context.WithValue(ctx, peerKey{}, req.peer), g.cfg.RequestTimeout)
 	defer cancel()
 	resp, err := g.backend.Enrol(ctx, device, er)

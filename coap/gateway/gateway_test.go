@@ -85,6 +85,8 @@ func TestConfigValidate(t *testing.T) {
 		{cfg: Config{ReadBuffer: -1, IdleTimeout: time.Minute, RequestTimeout: time.Second}, want: "coap.read_buffer"},
 		{cfg: Config{IdleTimeout: time.Millisecond, RequestTimeout: time.Second}, want: "coap.idle_timeout"},
 		{cfg: Config{IdleTimeout: time.Minute}, want: "coap.request_timeout"},
+		{cfg: Config{IdleTimeout: time.Minute, RequestTimeout: time.Second, RetryAfter: 10 * time.Second}, want: "coap.max_pending_registrations"},
+		{cfg: Config{IdleTimeout: time.Minute, RequestTimeout: time.Second, MaxPendingRegistrations: 1}, want: "coap.retry_after"},
 	} {
 		err := tc.cfg.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), tc.want)) {
@@ -96,7 +98,12 @@ func TestConfigValidate(t *testing.T) {
 // serve runs a gateway over backend on a loopback port until the test ends.
 func serve(t *testing.T, backend Backend) string {
 	t.Helper()
-	g, err := New(DefaultConfig(), backend, slog.New(slog.DiscardHandler), telemetry.Noop())
+	return serveConfig(t, DefaultConfig(), backend)
+}
+
+func serveConfig(t *testing.T, cfg Config, backend Backend) string {
+	t.Helper()
+	g, err := New(cfg, backend, slog.New(slog.DiscardHandler), telemetry.Noop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,4 +121,62 @@ func serve(t *testing.T, backend Backend) string {
 		}
 	})
 	return conn.LocalAddr().String()
+}
+
+// blocking registers only when released, to hold registrations in progress.
+type blocking struct {
+	failing
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b blocking) Register(context.Context, string, *coap.Registration, time.Duration) (*coap.Desired, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return &coap.Desired{}, nil
+}
+
+// TestAdmission: registrations beyond max_pending_registrations are
+// answered 4.29 with a Max-Age within ±50 % of retry_after, at once.
+func TestAdmission(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxPendingRegistrations, cfg.RetryAfter = 2, 10*time.Second
+	b := blocking{entered: make(chan struct{}, 2), release: make(chan struct{})}
+	addr := serveConfig(t, cfg, b)
+	reg, _ := (&coap.Registration{Profile: "infusion-pump", Model: "M"}).Encode(coap.FormatCBOR)
+	register := func(dev string) (codes.Code, uint32, error) {
+		cc, err := udp.Dial(addr)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cc.Post(ctx, "/rd", coap.FormatCBOR, bytes.NewReader(reg), message.Option{ID: message.URIQuery, Value: []byte("ep=" + dev)})
+		if err != nil {
+			return 0, 0, err
+		}
+		maxAge, _ := resp.Options().GetUint32(message.MaxAge)
+		return resp.Code(), maxAge, nil
+	}
+	type result struct {
+		code codes.Code
+		err  error
+	}
+	held := make(chan result, 2)
+	for _, dev := range []string{"pump-1", "pump-2"} {
+		go func() { c, _, err := register(dev); held <- result{c, err} }()
+	}
+	<-b.entered
+	<-b.entered
+	code, maxAge, err := register("pump-3")
+	if err != nil || code != codes.TooManyRequests || maxAge < 5 || maxAge > 15 {
+		t.Errorf("a third registration while two are in progress = %v, Max-Age %d, %v; want 4.29 with Max-Age 5-15", code, maxAge, err)
+	}
+	close(b.release)
+	for range 2 {
+		if r := <-held; r.err != nil || r.code != codes.Created {
+			t.Errorf("a held registration = %v, %v; want 2.01", r.code, r.err)
+		}
+	}
 }
