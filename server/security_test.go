@@ -19,6 +19,9 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	grpccodes "google.golang.org/grpc/codes"
 	grpccreds "google.golang.org/grpc/credentials"
@@ -32,6 +35,7 @@ import (
 	"github.com/medfleet/medfleet/audit/chain"
 	"github.com/medfleet/medfleet/coap"
 	"github.com/medfleet/medfleet/internal/pki"
+	"github.com/medfleet/medfleet/internal/telemetry"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -532,4 +536,50 @@ func verify(recs *pb.ListAuditRecordsResponse) error {
 		}
 	}
 	return v.Done(recs.HeadSequence, recs.HeadHash)
+}
+
+// TestHandshakeThrottle: beyond coap.max_handshakes_per_second a
+// ClientHello is dropped (counted as throttled) and the device's own DTLS
+// retransmission gets through once the rate allows.
+func TestHandshakeThrottle(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	sdk := &telemetry.SDK{Providers: telemetry.Providers{Tracer: tracenoop.NewTracerProvider(),
+		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Propagator: telemetry.Propagator()}}
+	cfg := secureConfig(t)
+	cfg.CoAP.MaxHandshakeRate = 1
+	ts := startServer(t, cfg, WithTelemetry(sdk))
+	issue, err := pb.NewCredentialServiceClient(ts.conn).IssueDeviceCredential(t.Context(),
+		&pb.IssueDeviceCredentialRequest{Device: "devices/pump-1", Kind: pb.CredentialKind_CREDENTIAL_KIND_PSK})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		cc, err := dialDTLS(t, ts, pskOpts("pump-1", issue.Psk)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _, err := tryPostCtx(t.Context(), cc, "/rd", coap.FormatCBOR, registration(t), "ep=pump-1"); err != nil || code != codes.Created {
+			t.Fatalf("registration %d: %v %v, want 2.01 (after the device's retransmission if throttled)", i, code, err)
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	throttled := int64(-1)
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "medfleet.coap.dtls.handshakes" {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				if v, _ := dp.Attributes.Value("result"); v.AsString() == "throttled" {
+					throttled = dp.Value
+				}
+			}
+		}
+	}
+	if throttled < 1 {
+		t.Errorf("throttled handshakes = %d, want at least 1: two within a second at a rate of 1/s", throttled)
+	}
 }

@@ -18,9 +18,12 @@ import (
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"golang.org/x/time/rate"
 
 	"github.com/medfleet/medfleet/coap"
 )
+
+var errHandshakeThrottled = errors.New("gateway: handshake rate exceeded")
 
 // Credentials is what the DTLS server needs to authenticate devices. Every
 // method is called on the handshake or request path and must answer from
@@ -77,6 +80,7 @@ func (g *Gateway) ListenDTLS(addr string, cfg DTLSConfig) (*coapnet.DTLSListener
 		return nil, errors.New("gateway: DTLS needs a certificate, device CAs and credentials")
 	}
 	creds := cfg.Credentials
+	limit := rate.NewLimiter(rate.Limit(g.cfg.MaxHandshakeRate), int(max(1, g.cfg.MaxHandshakeRate)))
 	var lc net.ListenConfig
 	if n := g.cfg.ReadBuffer; n > 0 {
 		lc.Control = func(_, _ string, c syscall.RawConn) error {
@@ -111,6 +115,13 @@ func (g *Gateway) ListenDTLS(addr string, cfg DTLSConfig) (*coapnet.DTLSListener
 		// another access point and its address changes.
 		piondtls.WithConnectionIDGenerator(piondtls.RandomCIDGenerator(8)),
 		piondtls.WithListenConfig(lc),
+		piondtls.WithOnConnectionAttempt(func(net.Addr) error {
+			if !limit.Allow() {
+				g.tel.handshakeThrottled(context.Background())
+				return errHandshakeThrottled
+			}
+			return nil
+		}),
 	))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)

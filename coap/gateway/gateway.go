@@ -86,12 +86,17 @@ type Config struct {
 	MaxPendingRegistrations int `yaml:"max_pending_registrations"`
 	// RetryAfter is the mean Max-Age of a 4.29, jittered by ±50 %.
 	RetryAfter time.Duration `yaml:"retry_after"`
+	// MaxHandshakeRate bounds new DTLS handshakes per second (bursts of as
+	// many); beyond it a ClientHello is dropped and the device's DTLS
+	// retransmission tries again, so that a reconnect storm cannot starve
+	// established sessions of CPU.
+	MaxHandshakeRate float64 `yaml:"max_handshakes_per_second"`
 }
 
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{ReadBuffer: 4 << 20, IdleTimeout: 10 * time.Minute, RequestTimeout: 5 * time.Second,
-		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second}
+		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1000}
 }
 
 // Validate checks the configuration; errors name the field by its path.
@@ -107,6 +112,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coap.max_pending_registrations: %d is under 1", c.MaxPendingRegistrations)
 	case c.RetryAfter < 2*time.Second || c.RetryAfter > time.Hour:
 		return fmt.Errorf("coap.retry_after: %v is outside 2s-1h", c.RetryAfter)
+	case c.MaxHandshakeRate < 1:
+		return fmt.Errorf("coap.max_handshakes_per_second: %v is under 1", c.MaxHandshakeRate)
 	}
 	return nil
 }

@@ -90,14 +90,14 @@ func newInstruments(p telemetry.Providers) (*instruments, error) {
 		return nil, err
 	}
 	if in.handshakes, err = m.Int64Counter("medfleet.coap.dtls.handshakes", metric.WithUnit("{handshake}"),
-		metric.WithDescription("DTLS handshakes by result: ok, or failed (bad key or certificate, revoked, timed out).")); err != nil {
+		metric.WithDescription("DTLS handshakes by result: ok; failed (bad key or certificate, revoked, timed out); throttled (over coap.max_handshakes_per_second: the device retries).")); err != nil {
 		return nil, err
 	}
 	if in.sessions, err = m.Int64UpDownCounter("medfleet.coap.dtls.sessions", metric.WithUnit("{session}"),
 		metric.WithDescription("Open DTLS sessions by how the device authenticated: psk, cert, or enrol (server-only, enrolling).")); err != nil {
 		return nil, err
 	}
-	for _, r := range []string{"ok", "failed"} {
+	for _, r := range []string{"ok", "failed", "throttled"} {
 		in.handshakes.Add(context.Background(), 0, in.with(attrKey{result: r}))
 	}
 	for _, k := range []string{"psk", "cert", "enrol"} {
@@ -112,6 +112,10 @@ func (in *instruments) handshake(ctx context.Context, ok bool) {
 		r = "ok"
 	}
 	in.handshakes.Add(ctx, 1, in.with(attrKey{result: r}))
+}
+
+func (in *instruments) handshakeThrottled(ctx context.Context) {
+	in.handshakes.Add(ctx, 1, in.with(attrKey{result: "throttled"}))
 }
 
 func (in *instruments) sessionOpened(ctx context.Context, kind string) {
