@@ -87,17 +87,9 @@ type Store struct {
 // New builds a store; it reads nothing until Load.
 func New(client *clientv3.Client, log *slog.Logger, now func() time.Time) *Store {
 	return &Store{client: client, log: log, now: now,
-		users:  etcdview.New(client, usersPrefix, decode[pb.User], log),
-		tokens: etcdview.New(client, tokensPrefix, decode[pb.Token], log),
+		users:  etcdview.New(client, usersPrefix, etcdview.Proto[pb.User], log),
+		tokens: etcdview.New(client, tokensPrefix, etcdview.Proto[pb.Token], log),
 	}
-}
-
-func decode[T any, P interface {
-	*T
-	proto.Message
-}](b []byte) (P, error) {
-	m := P(new(T))
-	return m, proto.Unmarshal(b, m)
 }
 
 // Load reads users and tokens; call it before serving.

@@ -108,12 +108,8 @@ func New(cfg Config, client *clientv3.Client, secret []byte, ca *pki.CA, log *sl
 	if len(secret) < 32 {
 		return nil, errors.New("credentials: secret shorter than 32 bytes")
 	}
-	decode := func(b []byte) (*pb.DeviceCredential, error) {
-		c := new(pb.DeviceCredential)
-		return c, proto.Unmarshal(b, c)
-	}
 	return &Store{cfg: cfg, client: client, secret: secret, ca: ca, log: log, now: now,
-		view: etcdview.New(client, credentialsPrefix, decode, log)}, nil
+		view: etcdview.New(client, credentialsPrefix, etcdview.Proto[pb.DeviceCredential], log)}, nil
 }
 
 // Load reads every credential; call it before serving DTLS.

@@ -154,16 +154,7 @@ func (g *Gateway) ServeDTLS(ctx context.Context, l *coapnet.DTLSListener, cfg DT
 		options.WithBlockwise(false, blockwise.SZX1024, time.Minute),
 		options.WithOnNewConn(func(cc *udpclient.Conn) { g.authenticate(ctx, cc, cfg.Credentials) }),
 	)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	select {
-	case <-ctx.Done():
-		s.Stop()
-		<-done
-		return nil
-	case err := <-done:
-		return fmt.Errorf("gateway: dtls: %w", err)
-	}
+	return serveUntil(ctx, func() error { return s.Serve(l) }, s.Stop, "gateway: dtls")
 }
 
 // authenticate runs after go-coap finished the handshake: it records who

@@ -177,15 +177,21 @@ func (g *Gateway) Serve(ctx context.Context, conn *net.UDPConn) error {
 		// (Block2) will turn it on with a bounded, per-transfer configuration.
 		options.WithBlockwise(false, blockwise.SZX1024, time.Minute),
 	)
+	return serveUntil(ctx, func() error { return s.Serve(coapnet.NewUDPConn("udp", conn)) }, s.Stop, "gateway")
+}
+
+// serveUntil runs serve until ctx ends, then stops it and waits for it; an
+// error of serve's own is returned with prefix.
+func serveUntil(ctx context.Context, serve func() error, stop func(), prefix string) error {
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(coapnet.NewUDPConn("udp", conn)) }()
+	go func() { done <- serve() }()
 	select {
 	case <-ctx.Done():
-		s.Stop()
+		stop()
 		<-done
 		return nil
 	case err := <-done:
-		return fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("%s: %w", prefix, err)
 	}
 }
 

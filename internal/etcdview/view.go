@@ -14,6 +14,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // View is the decoded contents of one prefix. Keys in its methods are
@@ -165,3 +166,13 @@ func (v *View[T]) Len() int {
 
 // Loaded is closed after the first load.
 func (v *View[T]) Loaded() <-chan struct{} { return v.loaded }
+
+// Proto decodes a value stored as the protobuf message T: the decode
+// function of a view over such values.
+func Proto[T any, P interface {
+	*T
+	proto.Message
+}](b []byte) (P, error) {
+	m := P(new(T))
+	return m, proto.Unmarshal(b, m)
+}

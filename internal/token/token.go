@@ -27,17 +27,24 @@ const (
 // New returns a fresh token: its id, the SHA-256 of its secret, and the
 // bearer string to give to its holder once.
 func New(prefix string) (id string, hash []byte, bearer string) {
+	id = ID(idLen)
+	raw := make([]byte, 32)
+	rand.Read(raw) // never fails (crypto/rand)
+	secret := base64.RawURLEncoding.EncodeToString(raw)
+	sum := sha256.Sum256([]byte(secret))
+	return id, sum[:], prefix + id + "_" + secret
+}
+
+// ID is n random characters of [a-z0-9]: a public identifier, not a
+// secret.
+func ID(n int) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, idLen)
-	rand.Read(b) // never fails (crypto/rand)
+	b := make([]byte, n)
+	rand.Read(b)
 	for i := range b {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	secret := base64.RawURLEncoding.EncodeToString(raw)
-	sum := sha256.Sum256([]byte(secret))
-	return string(b), sum[:], prefix + string(b) + "_" + secret
+	return string(b)
 }
 
 // Parse splits a bearer string with the given prefix into its id and

@@ -3,6 +3,7 @@ package program
 import (
 	"context"
 	"math"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -77,14 +78,15 @@ func indicators(s *inventory.Summary, m *pb.DeviceModel) map[string]float64 {
 }
 
 func indicator(s *inventory.Summary, name string) (float64, bool) {
-	switch {
-	case name == maintenance.IndicatorBattery:
+	if name == maintenance.IndicatorBattery {
 		return s.Battery, !math.IsNaN(s.Battery)
-	case len(name) > len(maintenance.IndicatorTelemetry) && name[:len(maintenance.IndicatorTelemetry)] == maintenance.IndicatorTelemetry:
-		v, ok := s.Telemetry[name[len(maintenance.IndicatorTelemetry):]]
+	}
+	if t, ok := strings.CutPrefix(name, maintenance.IndicatorTelemetry); ok {
+		v, ok := s.Telemetry[t]
 		return v, ok
-	case len(name) > len(maintenance.IndicatorAlarm) && name[:len(maintenance.IndicatorAlarm)] == maintenance.IndicatorAlarm:
-		v, ok := s.Alarms[name[len(maintenance.IndicatorAlarm):]]
+	}
+	if a, ok := strings.CutPrefix(name, maintenance.IndicatorAlarm); ok {
+		v, ok := s.Alarms[a]
 		return v, ok
 	}
 	return 0, false
@@ -97,7 +99,7 @@ func (p *Program) openOrders() map[string]map[string]string {
 		if !isOpen(o) {
 			return true
 		}
-		dev := o.GetDevice()[len("devices/"):]
+		dev := strings.TrimPrefix(o.GetDevice(), "devices/")
 		if out[dev] == nil {
 			out[dev] = map[string]string{}
 		}

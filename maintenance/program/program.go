@@ -9,7 +9,6 @@ package program
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/medfleet/medfleet/internal/etcdview"
 	"github.com/medfleet/medfleet/internal/telemetry"
+	"github.com/medfleet/medfleet/internal/token"
 	"github.com/medfleet/medfleet/inventory"
 	"github.com/medfleet/medfleet/maintenance"
 	"github.com/medfleet/medfleet/maintenance/rul"
@@ -107,9 +107,9 @@ func New(cfg Config, client *clientv3.Client, inv *inventory.Inventory, log *slo
 		return nil, err
 	}
 	p := &Program{cfg: cfg, client: client, inv: inv, log: log, now: now,
-		models:    etcdview.New(client, modelsPrefix, decode[pb.DeviceModel], log),
-		records:   etcdview.New(client, recordsPrefix, decode[pb.DeviceMaintenance], log),
-		orders:    etcdview.New(client, ordersPrefix, decode[pb.WorkOrder], log),
+		models:    etcdview.New(client, modelsPrefix, etcdview.Proto[pb.DeviceModel], log),
+		records:   etcdview.New(client, recordsPrefix, etcdview.Proto[pb.DeviceMaintenance], log),
+		orders:    etcdview.New(client, ordersPrefix, etcdview.Proto[pb.WorkOrder], log),
 		histories: map[string]*maintenance.History{},
 		lives:     map[string]*life{}, failureModels: map[string]*rul.Model{}, predicted: map[string]float64{},
 	}
@@ -117,14 +117,6 @@ func New(cfg Config, client *clientv3.Client, inv *inventory.Inventory, log *slo
 		return nil, fmt.Errorf("maintenance: metrics: %w", err)
 	}
 	return p, nil
-}
-
-func decode[T any, P interface {
-	*T
-	proto.Message
-}](b []byte) (P, error) {
-	m := P(new(T))
-	return m, proto.Unmarshal(b, m)
 }
 
 // Load reads the catalogue, the records and the orders.
@@ -238,13 +230,7 @@ func (p *Program) Record(device string) *pb.DeviceMaintenance {
 
 // newID is a work order id: the date and 8 random characters.
 func newID(now time.Time) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 8)
-	rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return now.UTC().Format("20060102") + "-" + string(b)
+	return now.UTC().Format("20060102") + "-" + token.ID(8)
 }
 
 var nan = math.NaN()
