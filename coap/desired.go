@@ -23,13 +23,6 @@ type Desired struct {
 	Firmware *FirmwareTarget `cbor:"fw,omitempty" json:"fw,omitempty"`
 }
 
-// FirmwareTarget names a firmware image to fetch with GET /fw/{sha256}.
-type FirmwareTarget struct {
-	Version string `cbor:"version" json:"version"`
-	SHA256  string `cbor:"sha256" json:"sha256"`
-	Size    uint64 `cbor:"size" json:"size"`
-}
-
 // Encode encodes d as CBOR, or JSON when format is FormatJSON.
 func (d *Desired) Encode(format message.MediaType) ([]byte, error) {
 	if format == FormatJSON {

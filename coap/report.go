@@ -125,9 +125,9 @@ func ParseReport(pack Pack) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			limit := 3.0
+			limit := float64(FWUpdating)
 			if name == NameFWResult {
-				limit = 11
+				limit = FWResultDeferred
 			}
 			if v < 0 || v > limit || v != math.Trunc(v) {
 				return nil, fieldErr(name, "%v is not an integer in [0, %v]", v, limit)

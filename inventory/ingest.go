@@ -176,6 +176,14 @@ func (inv *Inventory) Report(ctx context.Context, id string, r *coap.Report) (Re
 	if r.State != "" {
 		st.ClinicalState = clinicalStates[r.State]
 	}
+	if r.FirmwareState != nil && int32(*r.FirmwareState) != st.GetFirmwareUpdateState() {
+		st.FirmwareUpdateState = int32(*r.FirmwareState)
+		st.FirmwareUpdateTime = ts(now)
+	}
+	if r.FirmwareResult != nil && int32(*r.FirmwareResult) != st.GetFirmwareUpdateResult() {
+		st.FirmwareUpdateResult = int32(*r.FirmwareResult)
+		st.FirmwareUpdateTime = ts(now)
+	}
 	if r.Battery != nil {
 		st.BatteryPercent = r.Battery
 	}

@@ -73,6 +73,23 @@ var rules = map[string]rule{
 	pb.MaintenanceService_GetReliabilityReport_FullMethodName: {perm: access.MaintenanceRead, global: true},
 	pb.MaintenanceService_TrainFailureModel_FullMethodName:    {perm: access.MaintenanceWrite, mutation: true, global: true},
 
+	pb.FirmwareService_UploadArtifact_FullMethodName:       {perm: access.FirmwareWrite, mutation: true, global: true},
+	pb.FirmwareService_GetArtifact_FullMethodName:          {perm: access.FirmwareRead},
+	pb.FirmwareService_ListArtifacts_FullMethodName:        {perm: access.FirmwareRead},
+	pb.FirmwareService_DeleteArtifact_FullMethodName:       {perm: access.FirmwareWrite, mutation: true, global: true},
+	pb.FirmwareService_GetFirmwarePolicy_FullMethodName:    {perm: access.FirmwareRead},
+	pb.FirmwareService_UpdateFirmwarePolicy_FullMethodName: {perm: access.FirmwareWrite, mutation: true, global: true},
+	pb.FirmwareService_ListFirmwarePolicies_FullMethodName: {perm: access.FirmwareRead},
+
+	// Rollouts span sites: a caller confined to one may read them only.
+	pb.RolloutService_CreateRollout_FullMethodName:      {perm: access.RolloutsWrite, mutation: true, global: true},
+	pb.RolloutService_GetRollout_FullMethodName:         {perm: access.RolloutsRead},
+	pb.RolloutService_ListRollouts_FullMethodName:       {perm: access.RolloutsRead},
+	pb.RolloutService_ListRolloutDevices_FullMethodName: {perm: access.RolloutsRead},
+	pb.RolloutService_PauseRollout_FullMethodName:       {perm: access.RolloutsWrite, mutation: true, global: true},
+	pb.RolloutService_ResumeRollout_FullMethodName:      {perm: access.RolloutsWrite, mutation: true, global: true},
+	pb.RolloutService_AbortRollout_FullMethodName:       {perm: access.RolloutsWrite, mutation: true, global: true},
+
 	"/grpc.health.v1.Health/Check":                                   {public: true},
 	"/grpc.health.v1.Health/Watch":                                   {public: true},
 	"/grpc.health.v1.Health/List":                                    {public: true},
@@ -124,10 +141,49 @@ func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 }
 
 func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if _, _, err := a.check(ss.Context(), info.FullMethod); err != nil {
+	ctx := ss.Context()
+	r, p, err := a.check(ctx, info.FullMethod)
+	if err != nil {
+		if r.mutation && p != nil {
+			a.record(ctx, p, info.FullMethod, nil, err)
+		}
 		return err
 	}
-	return handler(srv, ss)
+	var note *streamNote
+	if p != nil {
+		ctx = context.WithValue(ctx, principalKey{}, p)
+	}
+	if r.mutation {
+		note = &streamNote{}
+		ctx = context.WithValue(ctx, streamNoteKey{}, note)
+	}
+	err = handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	if r.mutation {
+		a.record(ctx, p, info.FullMethod, note, err)
+	}
+	return err
+}
+
+// contextStream is a server stream with the principal in its context.
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }
+
+// streamNote is what a streaming mutation tells the audit log: a stream
+// has no single request to read the target from.
+type streamNote struct{ target, detail string }
+
+type streamNoteKey struct{}
+
+// streamAuditTarget names what a streaming mutation acts on, for its
+// audit record.
+func streamAuditTarget(ctx context.Context, target, detail string) {
+	if n, ok := ctx.Value(streamNoteKey{}).(*streamNote); ok {
+		n.target, n.detail = target, detail
+	}
 }
 
 // check authenticates the caller of method and authorises the call. The
@@ -212,6 +268,12 @@ func (a *authorizer) record(ctx context.Context, p *access.Principal, method str
 // target is the resource a request acts on.
 func target(req any) string {
 	switch r := req.(type) {
+	case *streamNote:
+		return r.target
+	case *pb.CreateRolloutRequest:
+		return r.GetRollout().GetArtifact()
+	case *pb.UpdateFirmwarePolicyRequest:
+		return "models/" + r.GetPolicy().GetModel() + "/firmwarePolicy"
 	case *pb.CreateDeviceRequest:
 		return "devices/" + r.GetDeviceId()
 	case *pb.UpdateDeviceRequest:
@@ -237,6 +299,20 @@ func target(req any) string {
 // detail is a short, secret-free note on what a request changes.
 func detail(req any) string {
 	switch r := req.(type) {
+	case *streamNote:
+		return r.detail
+	case *pb.CreateRolloutRequest:
+		return "rollout_id=" + r.GetRolloutId()
+	case *pb.PauseRolloutRequest:
+		return r.GetReason()
+	case *pb.AbortRolloutRequest:
+		return r.GetReason()
+	case *pb.UpdateFirmwarePolicyRequest:
+		var blocked []string
+		for _, b := range r.GetPolicy().GetBlockedVersions() {
+			blocked = append(blocked, b.GetVersion())
+		}
+		return fmt.Sprintf("min_version=%s blocked=%s", r.GetPolicy().GetMinVersion(), strings.Join(blocked, ","))
 	case *pb.UpdateDeviceRequest:
 		return "update_mask=" + strings.Join(r.GetUpdateMask().GetPaths(), ",")
 	case *pb.IssueDeviceCredentialRequest:

@@ -11,6 +11,8 @@ import (
 	"github.com/medfleet/medfleet/coap"
 	"github.com/medfleet/medfleet/coap/gateway"
 	"github.com/medfleet/medfleet/credentials"
+	"github.com/medfleet/medfleet/firmware/blob"
+	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/internal/pki"
 	"github.com/medfleet/medfleet/inventory"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
@@ -26,6 +28,9 @@ type coapBackend struct {
 	audit auditLog
 	// serverCA signs medfleetd's certificate, which enrolled devices check.
 	serverCA *pki.CA
+	// images serves GET /fw; rollouts say which image a device is offered.
+	images   *blob.Store
+	rollouts *rollout.Controller
 	log      *slog.Logger
 }
 
@@ -36,12 +41,24 @@ func (b coapBackend) Register(ctx context.Context, device string, reg *coap.Regi
 	if err == nil {
 		b.record(ctx, device, "device.register", "devices/"+device, fmt.Sprintf("fw=%s lt=%d", reg.Firmware, int(lifetime.Seconds())))
 	}
-	return d, coapError(err)
+	return b.withFirmware(device, d), coapError(err)
 }
 
 func (b coapBackend) UpdateRegistration(ctx context.Context, device string, reg *coap.Registration) (*coap.Desired, error) {
 	d, err := b.inv.UpdateRegistration(ctx, device, reg)
-	return d, coapError(err)
+	return b.withFirmware(device, d), coapError(err)
+}
+
+// withFirmware adds to a desired state the image a rollout offers the
+// device, if any.
+func (b coapBackend) withFirmware(device string, d *coap.Desired) *coap.Desired {
+	if d == nil || b.rollouts == nil || !b.rollouts.Offers(device) {
+		return d
+	}
+	b.inv.Lookup(device, func(s *inventory.Summary) {
+		d.Firmware = b.rollouts.Offer(device, s.Site, s.InUse)
+	})
+	return d
 }
 
 func (b coapBackend) Deregister(ctx context.Context, device string) error {
@@ -108,7 +125,7 @@ func (b coapBackend) record(ctx context.Context, device, action, target, detail 
 
 func (b coapBackend) Report(ctx context.Context, device string, r *coap.Report) (*coap.Desired, bool, error) {
 	res, err := b.inv.Report(ctx, device, r)
-	return res.Desired, res.Duplicate, coapError(err)
+	return b.withFirmware(device, res.Desired), res.Duplicate, coapError(err)
 }
 
 func coapError(err error) error {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/medfleet/medfleet/audit"
 	"github.com/medfleet/medfleet/coap/gateway"
 	"github.com/medfleet/medfleet/credentials"
+	"github.com/medfleet/medfleet/firmware"
+	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/inventory"
 	"github.com/medfleet/medfleet/maintenance/program"
 )
@@ -34,6 +37,8 @@ type Config struct {
 	Credentials credentials.Config `yaml:"credentials"`
 	Audit       audit.Config       `yaml:"audit"`
 	Maintenance program.Config     `yaml:"maintenance"`
+	Firmware    FirmwareConfig     `yaml:"firmware"`
+	Rollouts    rollout.Config     `yaml:"rollouts"`
 	Telemetry   TelemetryConfig    `yaml:"telemetry"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -91,6 +96,26 @@ type HTTPConfig struct {
 	Listen string `yaml:"listen"`
 }
 
+// FirmwareConfig is where images are kept and whom they must be signed by.
+type FirmwareConfig struct {
+	// TrustedKeys is a PEM file of the ed25519 public keys whose signatures
+	// uploads must carry. Empty: no upload is accepted.
+	TrustedKeys string `yaml:"trusted_keys"`
+	// Dir is the blob store of images. Empty: {data_dir}/firmware. Replicas
+	// that share an etcd cluster must share this directory too.
+	Dir string `yaml:"dir"`
+	// MaxImageSize bounds an upload, in bytes.
+	MaxImageSize int64 `yaml:"max_image_size"`
+}
+
+// FirmwareDir is where the blob store of images lives.
+func (c Config) FirmwareDir() string {
+	if c.Firmware.Dir != "" {
+		return c.Firmware.Dir
+	}
+	return filepath.Join(c.DataDir, "firmware")
+}
+
 // TelemetryConfig is what the OTEL_* environment variables do not say.
 type TelemetryConfig struct {
 	// TraceSampleRatio is the share of root traces kept; a sampled parent
@@ -116,6 +141,8 @@ func DefaultConfig() Config {
 		Credentials:     credentials.DefaultConfig(),
 		Audit:           audit.DefaultConfig(),
 		Maintenance:     program.DefaultConfig(),
+		Firmware:        FirmwareConfig{MaxImageSize: firmware.DefaultMaxImageSize},
+		Rollouts:        rollout.DefaultConfig(),
 		Telemetry:       TelemetryConfig{TraceSampleRatio: 0.01},
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -180,6 +207,15 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown_timeout: must be positive")
+	}
+	if c.Firmware.MaxImageSize < 1 {
+		return errors.New("firmware.max_image_size: must be positive")
+	}
+	if c.Firmware.Dir == "" && c.DataDir == "" {
+		return errors.New("firmware.dir: required without data_dir")
+	}
+	if err := c.Rollouts.Validate(); err != nil {
+		return err
 	}
 	if (c.GRPC.TLSCert == "") != (c.GRPC.TLSKey == "") {
 		return errors.New("grpc.tls_cert: tls_cert and tls_key go together")

@@ -12,6 +12,8 @@ import (
 	"github.com/medfleet/medfleet/access"
 	"github.com/medfleet/medfleet/audit"
 	"github.com/medfleet/medfleet/credentials"
+	"github.com/medfleet/medfleet/firmware"
+	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/inventory"
 	"github.com/medfleet/medfleet/maintenance"
 	"github.com/medfleet/medfleet/maintenance/program"
@@ -27,6 +29,8 @@ func grpcError(log *slog.Logger, method string, err error) error {
 		cfe *credentials.FieldError
 		ufe *audit.FieldError
 		mfe *maintenance.FieldError
+		ffe *firmware.FieldError
+		rfe *rollout.FieldError
 	)
 	switch {
 	case err == nil:
@@ -41,6 +45,18 @@ func grpcError(log *slog.Logger, method string, err error) error {
 		return invalidArgument(ufe.Field, ufe.Reason)
 	case errors.As(err, &mfe):
 		return invalidArgument(mfe.Field, mfe.Reason)
+	case errors.As(err, &ffe):
+		return invalidArgument(ffe.Field, ffe.Reason)
+	case errors.As(err, &rfe):
+		return invalidArgument(rfe.Field, rfe.Reason)
+	case errors.Is(err, firmware.ErrNotFound), errors.Is(err, rollout.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, firmware.ErrExists), errors.Is(err, rollout.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, firmware.ErrInUse), errors.Is(err, firmware.ErrPolicy), errors.Is(err, rollout.ErrState), errors.Is(err, rollout.ErrBusy):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, firmware.ErrConflict), errors.Is(err, rollout.ErrConflict):
+		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, program.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, program.ErrState):

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -28,6 +29,9 @@ import (
 	"github.com/medfleet/medfleet/audit"
 	"github.com/medfleet/medfleet/coap/gateway"
 	"github.com/medfleet/medfleet/credentials"
+	"github.com/medfleet/medfleet/firmware"
+	"github.com/medfleet/medfleet/firmware/blob"
+	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/inventory"
 	"github.com/medfleet/medfleet/maintenance/program"
@@ -176,8 +180,24 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	images, err := blob.Open(s.cfg.FirmwareDir())
+	if err != nil {
+		return fmt.Errorf("firmware.dir: %w", err)
+	}
+	signers, err := loadSigningKeys(s.cfg.Firmware.TrustedKeys)
+	if err != nil {
+		return err
+	}
+	fw := firmware.New(store.client, images, signers, s.cfg.Firmware.MaxImageSize, s.log.With("component", "firmware"))
+	rollouts, err := rollout.New(s.cfg.Rollouts, store.client, inv, fw, s.log.With("component", "rollouts"), tel.Providers)
+	if err != nil {
+		return err
+	}
 	loadCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = errors.Join(inv.Load(loadCtx), users.Load(loadCtx), creds.Load(loadCtx), prog.Load(loadCtx))
+	err = errors.Join(inv.Load(loadCtx), users.Load(loadCtx), creds.Load(loadCtx), prog.Load(loadCtx), fw.Load(loadCtx))
+	if err == nil {
+		err = rollouts.Load(loadCtx) // after the artifacts it offers
+	}
 	if err == nil {
 		var created bool
 		if created, err = users.Bootstrap(loadCtx, s.cfg.AdminTokenPath()); created {
@@ -188,7 +208,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	backend := coapBackend{inv: inv, creds: creds, audit: auditLog, serverCA: k.serverCA, log: s.log.With("component", "coap")}
+	backend := coapBackend{inv: inv, creds: creds, audit: auditLog, serverCA: k.serverCA, images: images, rollouts: rollouts, log: s.log.With("component", "coap")}
 	gw, err := gateway.New(s.cfg.CoAP.Config, backend, s.log.With("component", "coap"), tel.Providers)
 	if err != nil {
 		return err
@@ -241,6 +261,8 @@ func (s *Server) Run(ctx context.Context) error {
 	pb.RegisterCredentialServiceServer(grpcSrv, &credentialService{creds: creds, inv: inv, serverCA: k.serverCA, log: s.log})
 	pb.RegisterAuditServiceServer(grpcSrv, &auditService{log: auditLog, slg: s.log})
 	pb.RegisterMaintenanceServiceServer(grpcSrv, &maintenanceService{prog: prog, inv: inv, log: s.log})
+	pb.RegisterFirmwareServiceServer(grpcSrv, &firmwareService{store: fw, log: s.log})
+	pb.RegisterRolloutServiceServer(grpcSrv, &rolloutService{ctl: rollouts, prop: tel.Propagator, log: s.log})
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
 	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics), ReadHeaderTimeout: 10 * time.Second}
@@ -269,6 +291,16 @@ func (s *Server) Run(ctx context.Context) error {
 	// a transaction that only the first replica wins, so replicas cannot
 	// duplicate them.
 	g.Go(func() error { return prog.Run(gctx) })
+	g.Go(func() error { return fw.Run(gctx) })
+	g.Go(func() error { return rollouts.Run(gctx) })
+	// The rollout controller runs on the elected leader only, its writes
+	// fenced by the leader key.
+	g.Go(func() error {
+		lead(gctx, store.client, s.log.With("component", "leader"), func(ctx context.Context, fence []clientv3.Cmp) {
+			_ = rollouts.Lead(ctx, fence)
+		})
+		return nil
+	})
 	g.Go(func() error { return gw.ServeDTLS(gctx, dtlsLn, dtlsCfg) })
 	if coapConn != nil {
 		g.Go(func() error { return gw.Serve(gctx, coapConn) })

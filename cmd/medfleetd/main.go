@@ -6,6 +6,7 @@
 //	          [--grpc-listen ADDR] [--coap-dtls-listen ADDR] [--http-listen ADDR]
 //	          [--tls-cert FILE --tls-key FILE] [--client-ca FILE]
 //	          [--insecure-grpc] [--insecure-coap [--coap-listen ADDR]]
+//	          [--firmware-keys FILE]
 //	          [--simulate N] [--simulate-time-scale X] [--trace-sample-ratio R]
 //	          [--log-level LEVEL]
 //
@@ -63,6 +64,7 @@ func run(args []string) error {
 		insecureGRPC  = fs.Bool("insecure-grpc", false, "INSECURE: plaintext gRPC without authentication; every caller is an administrator (development only)")
 		insecureCoAP  = fs.Bool("insecure-coap", false, "INSECURE: also serve plain CoAP on --coap-listen, where devices are not authenticated")
 		httpListen    = fs.String("http-listen", "", "HTTP address for /healthz (default :8080)")
+		fwKeys        = fs.String("firmware-keys", "", "PEM file of the ed25519 public keys firmware uploads must be signed with (simulated devices trust them too)")
 		simulate      = fs.Int("simulate", 0, "also run this many simulated devices in this process")
 		simTimeScale  = fs.Float64("simulate-time-scale", 60, "simulated device seconds per real second")
 		simInterval   = fs.Duration("simulate-interval", 5*time.Second, "report interval of the simulated devices until the server says otherwise")
@@ -122,6 +124,8 @@ func run(args []string) error {
 			cfg.CoAP.Insecure = *insecureCoAP
 		case "http-listen":
 			cfg.HTTP.Listen = *httpListen
+		case "firmware-keys":
+			cfg.Firmware.TrustedKeys = *fwKeys
 		case "report-interval":
 			cfg.Inventory.ReportInterval = *reportIntvl
 		case "checkpoint-interval":
@@ -169,6 +173,8 @@ func run(args []string) error {
 		TimeScale: *simTimeScale,
 		CA:        srv.CACertificate(),
 		Enroll:    srv.CreateEnrollment,
+		// The simulated devices trust the keys the server trusts.
+		FirmwareKeysFile: cfg.Firmware.TrustedKeys,
 	}, log.With("component", "simulator"))
 	if err != nil {
 		stopServer()

@@ -48,6 +48,16 @@ type Backend interface {
 	// Enrol trades an enrolment token for device's credential (POST /bs).
 	// ErrForbidden refuses the token.
 	Enrol(ctx context.Context, device string, r *coap.EnrolRequest) (*coap.EnrolResponse, error)
+	// Firmware opens the image with this SHA-256 (64 lower-case hex digits).
+	// ErrNoImage when there is none.
+	Firmware(ctx context.Context, sha256 string) (Image, error)
+}
+
+// Image is a firmware image, served block by block (GET /fw/{sha256}). It
+// must not change while it is served: its name is its SHA-256.
+type Image interface {
+	io.ReaderAt
+	Size() int64
 }
 
 type peerKey struct{}
@@ -67,6 +77,8 @@ var (
 	ErrNotRegistered = errors.New("gateway: device not registered")
 	// ErrForbidden: 4.03, e.g. a decommissioned device.
 	ErrForbidden = errors.New("gateway: forbidden")
+	// ErrNoImage: 4.04, no firmware image has that SHA-256.
+	ErrNoImage = errors.New("gateway: no such firmware image")
 )
 
 // Config tunes the gateway.
@@ -91,12 +103,18 @@ type Config struct {
 	// retransmission tries again, so that a reconnect storm cannot starve
 	// established sessions of CPU.
 	MaxHandshakeRate float64 `yaml:"max_handshakes_per_second"`
+	// MaxDownloads bounds the firmware downloads in progress. A download is
+	// a device's address and an image, active from its first block until
+	// its last block was served or no block was asked for 30 s. A new one
+	// beyond the bound is answered 5.03 with a Max-Age of about RetryAfter;
+	// the blocks of active downloads are always served.
+	MaxDownloads int `yaml:"max_downloads"`
 }
 
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{ReadBuffer: 4 << 20, IdleTimeout: 10 * time.Minute, RequestTimeout: 5 * time.Second,
-		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1000}
+		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1000, MaxDownloads: 256}
 }
 
 // Validate checks the configuration; errors name the field by its path.
@@ -114,6 +132,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coap.retry_after: %v is outside 2s-1h", c.RetryAfter)
 	case c.MaxHandshakeRate < 1:
 		return fmt.Errorf("coap.max_handshakes_per_second: %v is under 1", c.MaxHandshakeRate)
+	case c.MaxDownloads < 1:
+		return fmt.Errorf("coap.max_downloads: %d is under 1", c.MaxDownloads)
 	}
 	return nil
 }
@@ -131,6 +151,8 @@ type Gateway struct {
 	tel     *instruments
 	// pending admits registrations and enrolments: a slot each.
 	pending chan struct{}
+	// downloads admits firmware downloads.
+	downloads *downloads
 
 	registrations, reports, duplicates, badRequests, notRegistered, forbidden, serverErrors atomic.Uint64
 }
@@ -147,7 +169,11 @@ func New(cfg Config, backend Backend, log *slog.Logger, tel telemetry.Providers)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
-	return &Gateway{cfg: cfg, backend: backend, log: log, tel: in, pending: make(chan struct{}, cfg.MaxPendingRegistrations)}, nil
+	dl := newDownloads(cfg.MaxDownloads, time.Now)
+	if err := in.observeDownloads(dl); err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	return &Gateway{cfg: cfg, backend: backend, log: log, tel: in, pending: make(chan struct{}, cfg.MaxPendingRegistrations), downloads: dl}, nil
 }
 
 // Stats returns counters of the answers so far.
@@ -172,9 +198,10 @@ func (g *Gateway) Serve(ctx context.Context, conn *net.UDPConn) error {
 		options.WithContext(ctx),
 		options.WithErrors(func(err error) { g.log.Debug("coap", "err", err) }),
 		options.WithInactivityMonitor(g.cfg.IdleTimeout, func(cc *udpclient.Conn) { _ = cc.Close() }),
-		// Block-wise is off: go-coap reassembles Block1 uploads in memory with
-		// no size limit, and reports fit in one datagram. Firmware downloads
-		// (Block2) will turn it on with a bounded, per-transfer configuration.
+		// go-coap's block-wise is off: it reassembles Block1 uploads in
+		// memory with no size limit, and reports fit in one datagram.
+		// Firmware downloads (Block2) are served by the handler itself, one
+		// stateless block per request (fw.go).
 		options.WithBlockwise(false, blockwise.SZX1024, time.Minute),
 	)
 	return serveUntil(ctx, func() error { return s.Serve(coapnet.NewUDPConn("udp", conn)) }, s.Stop, "gateway")
@@ -206,7 +233,10 @@ type request struct {
 	body   []byte
 	// traceparent is the W3C trace context of option 65020, if any.
 	traceparent string
-	peer        net.Addr
+	// block2 is the Block2 option's value (RFC 7959), if hasBlock2.
+	block2    uint32
+	hasBlock2 bool
+	peer      net.Addr
 }
 
 // answer is a response: a code and a payload in a content format.
@@ -307,10 +337,20 @@ func parseRequest(m *mux.Message) (request, answer) {
 		req.traceparent = tp
 	}
 	if acc, err := m.Accept(); err == nil {
-		if acc != coap.FormatCBOR && acc != coap.FormatJSON {
+		switch {
+		case isFirmware(req.path):
+			if acc != formatImage {
+				return req, diagnostic(codes.NotAcceptable, "accept: %d is not offered; images are %d (octet-stream)", acc, formatImage)
+			}
+		case acc != coap.FormatCBOR && acc != coap.FormatJSON:
 			return req, diagnostic(codes.NotAcceptable, "accept: %d is not offered; use %d (CBOR) or %d (JSON)", acc, coap.FormatCBOR, coap.FormatJSON)
 		}
 		req.accept = acc
+	}
+	if v, err := m.Options().GetUint32(message.Block2); err == nil {
+		req.block2, req.hasBlock2 = v, true
+	} else if !errors.Is(err, message.ErrOptionNotFound) {
+		return req, diagnostic(codes.BadOption, "block2: %v", err)
 	}
 	if m.HasOption(message.Block1) {
 		a := diagnostic(codes.RequestEntityTooLarge, "payload: block-wise uploads are not accepted; send at most %d bytes in one request", coap.MaxPayload)
@@ -372,12 +412,19 @@ func (g *Gateway) route(ctx context.Context, req request) (device string, a answ
 			return "", notAllowed(req, "POST")
 		}
 		return g.enrol(ctx, req)
+	case len(p) == 2 && p[0] == "fw":
+		if req.method != codes.GET {
+			return "", notAllowed(req, "GET")
+		}
+		return g.firmware(ctx, p[1], req)
+	case len(p) >= 1 && p[0] == "fw":
+		return "", diagnostic(codes.NotFound, "no resource /%s; fetch an image with GET /fw/{sha256}", strings.Join(p, "/"))
 	}
 	return "", diagnostic(codes.NotFound, "no resource /%s; see /.well-known/core", strings.Join(p, "/"))
 }
 
 // coreLinks lists the resources (RFC 6690).
-const coreLinks = `</rd>;rt="core.rd";ct="60 50",</dp>;rt="medfleet.dp";ct="112 110",</bs>;rt="medfleet.bs";ct=60`
+const coreLinks = `</rd>;rt="core.rd";ct="60 50",</dp>;rt="medfleet.dp";ct="112 110",</bs>;rt="medfleet.bs";ct=60,</fw>;rt="medfleet.fw";ct=42`
 
 func notAllowed(req request, allowed string) answer {
 	return diagnostic(codes.MethodNotAllowed, "%s not allowed here; allowed: %s", req.method, allowed)
@@ -496,11 +543,18 @@ func (g *Gateway) admit() (release func(), a answer, ok bool) {
 		return func() { <-g.pending }, answer{}, true
 	default:
 	}
+	a = diagnostic(codes.TooManyRequests, "busy: %d registrations in progress; retry after Max-Age", cap(g.pending))
+	a.opts = []message.Option{g.retryAfter()}
+	return nil, a, false
+}
+
+// retryAfter is the Max-Age option of a refusal for overload: RetryAfter
+// jittered by ±50 %, so that the devices refused together do not come back
+// together.
+func (g *Gateway) retryAfter() message.Option {
 	base := g.cfg.RetryAfter
 	maxAge := base/2 + time.Duration(rand.Int64N(int64(base)))
-	a = diagnostic(codes.TooManyRequests, "busy: %d registrations in progress; retry after Max-Age", cap(g.pending))
-	a.opts = []message.Option{{ID: message.MaxAge, Value: uint32Bytes(uint32(maxAge.Seconds()))}}
-	return nil, a, false
+	return message.Option{ID: message.MaxAge, Value: uint32Bytes(uint32(maxAge.Seconds()))}
 }
 
 // authorize lets a DTLS session act only for the device it authenticated
@@ -609,6 +663,8 @@ func (g *Gateway) failure(device string, err error) answer {
 		return diagnostic(codes.NotFound, "device %s is not registered: register with POST /rd", device)
 	case errors.Is(err, ErrForbidden):
 		return diagnostic(codes.Forbidden, "forbidden: %s", strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": "))
+	case errors.Is(err, ErrNoImage):
+		return diagnostic(codes.NotFound, "no such firmware image: the server does not have it, or withdrew it")
 	case errors.As(err, &fe):
 		return diagnostic(codes.BadRequest, "%v", fe)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

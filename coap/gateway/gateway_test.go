@@ -37,6 +37,7 @@ func (f failing) Report(context.Context, string, *coap.Report) (*coap.Desired, b
 func (f failing) Enrol(context.Context, string, *coap.EnrolRequest) (*coap.EnrolResponse, error) {
 	return nil, f.err
 }
+func (f failing) Firmware(context.Context, string) (Image, error) { return nil, f.err }
 
 func TestFailureCodes(t *testing.T) {
 	tests := []struct {
@@ -87,6 +88,7 @@ func TestConfigValidate(t *testing.T) {
 		{cfg: Config{IdleTimeout: time.Minute}, want: "coap.request_timeout"},
 		{cfg: Config{IdleTimeout: time.Minute, RequestTimeout: time.Second, RetryAfter: 10 * time.Second}, want: "coap.max_pending_registrations"},
 		{cfg: Config{IdleTimeout: time.Minute, RequestTimeout: time.Second, MaxPendingRegistrations: 1}, want: "coap.retry_after"},
+		{cfg: Config{IdleTimeout: time.Minute, RequestTimeout: time.Second, MaxPendingRegistrations: 1, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1}, want: "coap.max_downloads"},
 	} {
 		err := tc.cfg.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), tc.want)) {

@@ -39,6 +39,9 @@ type instruments struct {
 	decodeErrs metric.Int64Counter
 	handshakes metric.Int64Counter
 	sessions   metric.Int64UpDownCounter
+	fwBlocks   metric.Int64Counter
+	fwBytes    metric.Int64Counter
+	meter      metric.Meter
 
 	// attrs caches the measurement options of each attribute combination:
 	// the combinations are few, and building a set per request allocates.
@@ -67,7 +70,7 @@ func (in *instruments) with(k attrKey) metric.MeasurementOption {
 
 func newInstruments(p telemetry.Providers) (*instruments, error) {
 	m := p.Meter.Meter(telemetry.ScopeName + "/coap/gateway")
-	in := &instruments{tracer: p.Tracer.Tracer(telemetry.ScopeName + "/coap/gateway"), propagator: p.Propagator}
+	in := &instruments{tracer: p.Tracer.Tracer(telemetry.ScopeName + "/coap/gateway"), propagator: p.Propagator, meter: m}
 	var err error
 	if in.requests, err = m.Int64Counter("medfleet.coap.requests", metric.WithUnit("{request}"),
 		metric.WithDescription("CoAP requests answered, by method, route and response code.")); err != nil {
@@ -103,7 +106,34 @@ func newInstruments(p telemetry.Providers) (*instruments, error) {
 	for _, k := range []string{"psk", "cert", "enrol"} {
 		in.sessions.Add(context.Background(), 0, in.with(attrKey{kind: k}))
 	}
+	if in.fwBlocks, err = m.Int64Counter("medfleet.coap.firmware.blocks", metric.WithUnit("{block}"),
+		metric.WithDescription("Firmware blocks served (2.05 to GET /fw/{sha256}).")); err != nil {
+		return nil, err
+	}
+	if in.fwBytes, err = m.Int64Counter("medfleet.coap.firmware.bytes", metric.WithUnit("By"),
+		metric.WithDescription("Bytes of firmware images served, payloads only.")); err != nil {
+		return nil, err
+	}
+	in.fwBlocks.Add(context.Background(), 0) // exported from the start
+	in.fwBytes.Add(context.Background(), 0)
 	return in, nil
+}
+
+// observeDownloads exports the firmware downloads in progress as a gauge,
+// read (and idle downloads swept) when the metrics are collected.
+func (in *instruments) observeDownloads(ds *downloads) error {
+	_, err := in.meter.Int64ObservableGauge("medfleet.coap.firmware.downloads.active", metric.WithUnit("{download}"),
+		metric.WithDescription("Firmware downloads in progress: a device's address and an image, from the first block until the last one or 30 s without a request; at most coap.max_downloads."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(ds.count()))
+			return nil
+		}))
+	return err
+}
+
+func (in *instruments) firmwareBlock(ctx context.Context, bytes int) {
+	in.fwBlocks.Add(ctx, 1)
+	in.fwBytes.Add(ctx, int64(bytes))
 }
 
 func (in *instruments) handshake(ctx context.Context, ok bool) {
@@ -185,6 +215,8 @@ func routeOf(path []string) string {
 		return coap.PathData
 	case len(path) == 1 && path[0] == "bs":
 		return coap.PathBootstrap
+	case isFirmware(path):
+		return coap.PathFirmware + "/{sha256}"
 	}
 	return routeUnknown
 }
@@ -219,6 +251,8 @@ func errorKind(diagnostic string) string {
 		return "uri"
 	case field == "fw/state", field == "fw/result":
 		return "fw_update"
+	case field == "sha256", field == "block2":
+		return "firmware"
 	case field == "fw", field == "model", field == "serial", field == "profile", field == "udi":
 		return "registration"
 	case strings.HasPrefix(field, "wifi/"):

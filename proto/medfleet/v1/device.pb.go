@@ -328,8 +328,14 @@ type DeviceStatus struct {
 	// Reports accepted and reports ignored as duplicates or replays.
 	ReportsAccepted  uint64 `protobuf:"varint,17,opt,name=reports_accepted,json=reportsAccepted,proto3" json:"reports_accepted,omitempty"`
 	ReportsDuplicate uint64 `protobuf:"varint,18,opt,name=reports_duplicate,json=reportsDuplicate,proto3" json:"reports_duplicate,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The firmware update state and result the device reported last, the
+	// numbers of LwM2M object 5 (states 0-3, results 0-11; docs/protocol.md
+	// section 14), and when either last changed.
+	FirmwareUpdateState  int32                  `protobuf:"varint,19,opt,name=firmware_update_state,json=firmwareUpdateState,proto3" json:"firmware_update_state,omitempty"`
+	FirmwareUpdateResult int32                  `protobuf:"varint,20,opt,name=firmware_update_result,json=firmwareUpdateResult,proto3" json:"firmware_update_result,omitempty"`
+	FirmwareUpdateTime   *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=firmware_update_time,json=firmwareUpdateTime,proto3" json:"firmware_update_time,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *DeviceStatus) Reset() {
@@ -488,6 +494,27 @@ func (x *DeviceStatus) GetReportsDuplicate() uint64 {
 	return 0
 }
 
+func (x *DeviceStatus) GetFirmwareUpdateState() int32 {
+	if x != nil {
+		return x.FirmwareUpdateState
+	}
+	return 0
+}
+
+func (x *DeviceStatus) GetFirmwareUpdateResult() int32 {
+	if x != nil {
+		return x.FirmwareUpdateResult
+	}
+	return 0
+}
+
+func (x *DeviceStatus) GetFirmwareUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirmwareUpdateTime
+	}
+	return nil
+}
+
 var File_medfleet_v1_device_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_device_proto_rawDesc = "" +
@@ -512,7 +539,7 @@ const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\x04site\x18\r \x01(\tR\x04site\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\t\n" +
 	"\fDeviceStatus\x12#\n" +
 	"\rusage_seconds\x18\x01 \x01(\x01R\fusageSeconds\x12\x1f\n" +
 	"\vusage_hours\x18\x02 \x01(\x01R\n" +
@@ -534,7 +561,10 @@ const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\falarm_counts\x18\x0f \x03(\v2*.medfleet.v1.DeviceStatus.AlarmCountsEntryR\valarmCounts\x12F\n" +
 	"\ttelemetry\x18\x10 \x03(\v2(.medfleet.v1.DeviceStatus.TelemetryEntryR\ttelemetry\x12)\n" +
 	"\x10reports_accepted\x18\x11 \x01(\x04R\x0freportsAccepted\x12+\n" +
-	"\x11reports_duplicate\x18\x12 \x01(\x04R\x10reportsDuplicate\x1a>\n" +
+	"\x11reports_duplicate\x18\x12 \x01(\x04R\x10reportsDuplicate\x122\n" +
+	"\x15firmware_update_state\x18\x13 \x01(\x05R\x13firmwareUpdateState\x124\n" +
+	"\x16firmware_update_result\x18\x14 \x01(\x05R\x14firmwareUpdateResult\x12L\n" +
+	"\x14firmware_update_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x12firmwareUpdateTime\x1a>\n" +
 	"\x10AlarmCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
@@ -590,11 +620,12 @@ var file_medfleet_v1_device_proto_depIdxs = []int32{
 	7,  // 8: medfleet.v1.DeviceStatus.registration_time:type_name -> google.protobuf.Timestamp
 	5,  // 9: medfleet.v1.DeviceStatus.alarm_counts:type_name -> medfleet.v1.DeviceStatus.AlarmCountsEntry
 	6,  // 10: medfleet.v1.DeviceStatus.telemetry:type_name -> medfleet.v1.DeviceStatus.TelemetryEntry
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	7,  // 11: medfleet.v1.DeviceStatus.firmware_update_time:type_name -> google.protobuf.Timestamp
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_medfleet_v1_device_proto_init() }
