@@ -75,7 +75,7 @@ func (g *Gateway) firmware(ctx context.Context, sha string, req request) (string
 	}
 	if !g.downloads.admit(dl) {
 		a := diagnostic(codes.ServiceUnavailable, "busy: %d firmware downloads in progress; retry after Max-Age", g.cfg.MaxDownloads)
-		a.opts = []message.Option{g.retryAfter()}
+		a.opts, a.throttled = []message.Option{g.retryAfter()}, true
 		return device, a
 	}
 	buf := make([]byte, end-off)

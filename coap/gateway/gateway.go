@@ -233,6 +233,8 @@ type request struct {
 	body   []byte
 	// traceparent is the W3C trace context of option 65020, if any.
 	traceparent string
+	// nonConfirmable: the request is NON; its answer may be NON too.
+	nonConfirmable bool
 	// block2 is the Block2 option's value (RFC 7959), if hasBlock2.
 	block2    uint32
 	hasBlock2 bool
@@ -249,6 +251,9 @@ type answer struct {
 	// endSession closes the DTLS session after the answer: its credential
 	// is no longer valid.
 	endSession bool
+	// throttled marks a 5.03 the gateway chose to shed load (the download
+	// cap): expected, so neither a server error nor an error in the log.
+	throttled bool
 }
 
 // diagnostic is an error response with a text/plain diagnostic payload
@@ -266,21 +271,35 @@ func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 	if a.code == 0 {
 		device, a = g.route(ctx, req)
 	}
-	g.count(a.code)
-	defer func() { g.tel.end(ctx, span, req, device, a, time.Since(start)) }()
-	var body io.ReadSeeker
-	if a.payload != nil {
-		body = bytes.NewReader(a.payload)
+	if !a.throttled {
+		g.count(a.code)
 	}
-	if err := w.SetResponse(a.code, a.format, body, a.opts...); err != nil {
-		g.log.Warn("coap: cannot set response", "err", err)
+	defer func() { g.tel.end(ctx, span, req, device, a, time.Since(start)) }()
+	if req.nonConfirmable && a.code == codes.Content && isFirmware(req.path) {
+		// A block asked for with a NON request goes back as a NON response
+		// written here, and the response stays unset: go-coap then sends
+		// nothing more and, unlike a piggy-backed answer, keeps no copy of
+		// the block for 247 s (go-coap issue #586), which for an image of
+		// thousands of blocks would cost megabytes a download and a scan of
+		// them all on every request.
+		if err := writeNon(w.Conn(), m, a); err != nil {
+			g.log.Debug("coap: cannot send a firmware block", "err", err)
+		}
+	} else {
+		var body io.ReadSeeker
+		if a.payload != nil {
+			body = bytes.NewReader(a.payload)
+		}
+		if err := w.SetResponse(a.code, a.format, body, a.opts...); err != nil {
+			g.log.Warn("coap: cannot set response", "err", err)
+		}
 	}
 	if a.endSession {
 		cc := w.Conn()
 		time.AfterFunc(time.Second, func() { _ = cc.Close() }) // after the answer went out
 	}
 	level := slog.LevelDebug
-	if a.code >= codes.InternalServerError {
+	if a.code >= codes.InternalServerError && !a.throttled {
 		level = slog.LevelError
 	}
 	g.log.Log(ctx, level, "coap request", "method", req.method.String(), "path", "/"+strings.Join(req.path, "/"),
@@ -313,7 +332,7 @@ func refused(c codes.Code) bool {
 // parseRequest reads what the handlers need, answering 4.00 or 4.13 when the
 // request itself is unreadable or too large.
 func parseRequest(m *mux.Message) (request, answer) {
-	req := request{method: m.Code(), query: map[string]string{}, accept: coap.FormatCBOR}
+	req := request{method: m.Code(), query: map[string]string{}, accept: coap.FormatCBOR, nonConfirmable: m.Type() == message.NonConfirmable}
 	p, err := m.Path()
 	if err != nil && !errors.Is(err, message.ErrOptionNotFound) {
 		return req, diagnostic(codes.BadRequest, "uri-path: %v", err)
@@ -672,4 +691,25 @@ func (g *Gateway) failure(device string, err error) answer {
 	}
 	g.log.Error("coap: request failed", "device", device, "err", err)
 	return diagnostic(codes.InternalServerError, "internal error")
+}
+
+// writeNon sends a as a NON response to the NON request m, straight to the
+// peer's session: nothing in go-coap remembers it.
+func writeNon(cc mux.Conn, m *mux.Message, a answer) error {
+	uc, ok := cc.(*udpclient.Conn)
+	if !ok {
+		return fmt.Errorf("a %T is not a UDP or DTLS connection", cc)
+	}
+	resp := uc.AcquireMessage(m.Context())
+	defer uc.ReleaseMessage(resp)
+	resp.SetCode(a.code)
+	resp.SetType(message.NonConfirmable)
+	resp.SetMessageID(uc.GetMessageID())
+	resp.SetToken(m.Token())
+	for _, o := range a.opts {
+		resp.SetOptionBytes(o.ID, o.Value)
+	}
+	resp.SetContentFormat(a.format)
+	resp.SetBody(bytes.NewReader(a.payload))
+	return uc.Session().WriteMessage(resp)
 }

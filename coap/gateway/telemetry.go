@@ -196,7 +196,7 @@ func (in *instruments) end(ctx context.Context, span trace.Span, req request, de
 		span.SetAttributes(attrDevice.String(device))
 	}
 	span.SetAttributes(attrCode.String(code))
-	if a.code >= codes.InternalServerError {
+	if a.code >= codes.InternalServerError && !a.throttled {
 		span.SetStatus(otelcodes.Error, string(a.payload))
 	}
 	span.End()
