@@ -47,6 +47,11 @@ const (
 	keyDevices  = "devices"
 	keyKind     = "kind"
 	keyMode     = "mode"
+	keyVersion  = "version"
+	keySHA256   = "sha256"
+	keyFWState  = "fw_state"
+	keyFWResult = "fw_result"
+	keyState    = "state"
 )
 
 // stopFlushTimeout bounds how long a stopping agent tries to deliver its
@@ -88,6 +93,14 @@ type Agent struct {
 	// what they all would say.
 	inFleet bool
 
+	// Safe for any goroutine: the firmware as last published, a forced
+	// in_use (Simulator.SetInUse), and the loop's wake-up for a change of
+	// it.
+	fwStatus     atomic.Pointer[FirmwareStatus]
+	inUse        atomic.Bool
+	stateChanged atomic.Bool
+	poke         chan struct{}
+
 	// Everything below is owned by the goroutine that calls Run.
 	rnd         *rand.Rand
 	retry       backoff
@@ -109,6 +122,8 @@ type Agent struct {
 	saved       State // as last written to device.json
 	stopping    bool
 	cfgRevision uint64
+	clinical    string   // the device's state in its latest report
+	fw          firmware // the firmware update machine (firmware.go)
 	// fatal is why the agent cannot go on (an enrolment the server
 	// refused): the loop ends and Run returns it.
 	fatal error
@@ -131,12 +146,37 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:            cfg,
 		log:            log.With(slog.String(keyDevice, cfg.DeviceID)),
 		now:            time.Now,
 		heartbeatEvery: cfg.Lifetime / 2,
-	}, nil
+		poke:           make(chan struct{}, 1),
+	}
+	switch {
+	case cfg.Installer != nil:
+		a.fw.installer = cfg.Installer
+	case len(cfg.FirmwareUpdate.InstallCommand) > 0:
+		a.fw.installer = newCommandInstaller(cfg.FirmwareUpdate)
+	default:
+		a.fw.installer = simInstaller{device: cfg.DeviceID}
+	}
+	a.fw.retryAfter = DefaultFirmwareRetry
+	a.fw.st = firmwareState{Running: cfg.Firmware, Configured: cfg.Firmware}
+	a.publishFirmware()
+	return a, nil
+}
+
+// setInUse forces the device's clinical state to in_use, or gives it back
+// to its profile; a change is reported at once. Safe for any goroutine.
+func (a *Agent) setInUse(inUse bool) {
+	if a.inUse.Swap(inUse) != inUse {
+		a.stateChanged.Store(true)
+		select {
+		case a.poke <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Run runs the agent until ctx is cancelled, then stops gracefully: it
@@ -157,6 +197,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.open(); err != nil {
 		return err
 	}
+	if err := a.openFirmware(); err != nil {
+		a.fw.stage.close()
+		_ = a.queue.Close()
+		return err
+	}
+	defer a.fw.stage.close()
 	tick := a.tick
 	if tick == nil {
 		tick = newTicker(retransmitTick)
@@ -297,7 +343,8 @@ func (a *Agent) loop(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		now := a.now()
-		if a.lastReport.IsZero() || !now.Before(a.lastReport.Add(a.interval)) {
+		changed := a.stateChanged.Swap(false)
+		if changed || a.lastReport.IsZero() || !now.Before(a.lastReport.Add(a.interval)) {
 			a.takeReport(now)
 		}
 		if !now.Before(a.exchangeAt(now)) {
@@ -306,9 +353,16 @@ func (a *Agent) loop(ctx context.Context) {
 				return
 			}
 		}
+		a.firmwareStep(ctx)
+		if ctx.Err() != nil {
+			return
+		}
 		now = a.now()
 		wake := a.lastReport.Add(a.interval)
 		if at := a.exchangeAt(now); at.Before(wake) {
+			wake = at
+		}
+		if at := a.firmwareWake(now); !at.IsZero() && at.Before(wake) {
 			wake = at
 		}
 		timer.Reset(max(0, wake.Sub(now)))
@@ -316,6 +370,7 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case <-a.poke:
 		}
 	}
 }
@@ -350,7 +405,12 @@ func (a *Agent) takeReport(now time.Time) {
 	r := a.profile.Sample()
 	a.lastSeq++
 	r.Seq = a.lastSeq
-	r.Firmware = a.cfg.Firmware
+	if a.inUse.Load() {
+		r.State = coap.StateInUse
+	}
+	a.clinical = r.State
+	r.Firmware = a.fw.st.Running
+	r.FirmwareState, r.FirmwareResult = ptr(a.fw.st.State), ptr(a.fw.st.Result)
 	body, err := coap.EncodePack(coap.FormatSenMLCBOR, r.Pack())
 	if err != nil {
 		a.log.Error("cannot encode a report", slog.Uint64(keySeq, r.Seq), slog.Any(keyErr, err))
@@ -495,6 +555,7 @@ func (a *Agent) exchangeOnce(ctx context.Context) error {
 // register is POST /rd?ep={id}&lt={seconds} with the registration map.
 func (a *Agent) register(ctx context.Context) error {
 	reg := a.cfg.registration()
+	reg.Firmware = a.fw.st.Running // after an update, not the configured one
 	body, err := reg.Encode(coap.FormatCBOR)
 	if err != nil {
 		return fmt.Errorf("agent: registration: %w", err)
@@ -531,6 +592,7 @@ func (a *Agent) report(ctx context.Context, e Entry) error {
 	resp, err := a.link.do(ctx, a.cfg.RequestTimeout, request{
 		method: codes.POST, path: coap.PathData, format: coap.FormatSenMLCBOR, body: e.Pack, accept: true,
 		queries: []string{coap.QueryEndpoint + "=" + a.cfg.DeviceID},
+		trace:   a.fw.traces[e.Seq], // of a firmware transition
 	})
 	if err != nil {
 		return err
@@ -625,9 +687,7 @@ func (a *Agent) follow(resp response, sent uint64) error {
 		a.log.Debug("configuration revision changed", slog.Uint64(keyRevision, d.ConfigRevision))
 		a.cfgRevision = d.ConfigRevision
 	}
-	// d.Firmware: firmware updates (fetch GET /fw/{sha256} Block2, verify
-	// hash and signature, install only when idle, report fw/state and
-	// fw/result) hook in here.
+	a.followFirmware(d.Firmware)
 	return nil
 }
 
@@ -706,6 +766,9 @@ func (a *Agent) stop(ctx context.Context) error {
 		cancel()
 	}
 	a.checkpoint(true)
+	if a.fw.st.State == coap.FWDownloading && a.fw.st.Offset != a.fw.savedAt {
+		a.saveFirmware()
+	}
 	err := a.queue.Close()
 	a.log.Info("agent stopped", slog.Uint64(keySeq, a.lastSeq), slog.Int(keyPending, a.queue.Len()),
 		slog.Bool("deregistered", delivered && !a.registered))

@@ -39,6 +39,12 @@ const (
 	// each retransmitted after a second when it is lost.
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultEnrolKind        = coap.KindPSK
+	// DefaultMaxDeferPeriod is how long a device that may install an image
+	// but is busy waits before it reports the update deferred (result 11).
+	DefaultMaxDeferPeriod = 24 * time.Hour
+	// DefaultCommandTimeout bounds each firmware install, self-test and
+	// rollback command.
+	DefaultCommandTimeout = 30 * time.Minute
 )
 
 // Config is one device agent's configuration. Zero values take the defaults
@@ -109,6 +115,42 @@ type Config struct {
 	EnrolKind string `yaml:"enrol_kind"`
 	// HandshakeTimeout bounds one DTLS handshake.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+
+	// FirmwareUpdate configures firmware updates (section firmware_update;
+	// the key firmware is the running version).
+	FirmwareUpdate FirmwareUpdate `yaml:"firmware_update"`
+	// Installer, when set, installs firmware images in place of the
+	// commands of FirmwareUpdate, for an agent embedded in a program.
+	Installer Installer `yaml:"-"`
+}
+
+// FirmwareUpdate is how the device checks and installs firmware images.
+// Without InstallCommand the agent simulates installs, as the simulator's
+// devices do (SimInstaller).
+type FirmwareUpdate struct {
+	// TrustedKeysFile is a PEM file of the ed25519 public keys whose
+	// manifest signatures the device accepts (PUBLIC KEY blocks). Without
+	// any trusted key every image fails its integrity check (result 5).
+	TrustedKeysFile string `yaml:"trusted_keys_file"`
+	// TrustedKeys is PEM of more trusted keys, for an agent run in-process.
+	TrustedKeys []byte `yaml:"-"`
+	// MaxDeferPeriod is how long the device waits, busy, with an image the
+	// server allows it to install, before it reports the update deferred
+	// (result 11). It keeps waiting after that: a busy device never
+	// installs.
+	MaxDeferPeriod time.Duration `yaml:"max_defer_period"`
+	// InstallCommand, SelfTestCommand and RollbackCommand are programs and
+	// their first arguments (no shell); the agent appends the image file
+	// and the version it installs. Exit status 0 is success. Install
+	// writes the image so that the device runs it, keeping the previous
+	// one; a self-test that fails is followed by the rollback, which goes
+	// back to the previous image. Without a self-test command the new image
+	// is taken as good when it is installed.
+	InstallCommand  []string `yaml:"install_command"`
+	SelfTestCommand []string `yaml:"selftest_command"`
+	RollbackCommand []string `yaml:"rollback_command"`
+	// CommandTimeout bounds each of these commands.
+	CommandTimeout time.Duration `yaml:"command_timeout"`
 }
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -145,6 +187,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.FirmwareUpdate.MaxDeferPeriod == 0 {
+		c.FirmwareUpdate.MaxDeferPeriod = DefaultMaxDeferPeriod
+	}
+	if c.FirmwareUpdate.CommandTimeout == 0 {
+		c.FirmwareUpdate.CommandTimeout = DefaultCommandTimeout
 	}
 	return c
 }
@@ -229,13 +277,39 @@ func (c Config) Validate() error {
 	case c.CAFile == "" && len(c.CA) == 0:
 		bad("ca_file", "required with enrol_token: it verifies medfleetd during enrolment")
 	}
+	fw := c.FirmwareUpdate
+	if fw.MaxDeferPeriod < 0 {
+		bad("firmware_update.max_defer_period", "%v is negative", fw.MaxDeferPeriod)
+	}
+	if fw.CommandTimeout < time.Millisecond {
+		bad("firmware_update.command_timeout", "%v is below 1ms", fw.CommandTimeout)
+	}
+	for _, cmd := range []struct {
+		field string
+		argv  []string
+	}{
+		{"install_command", fw.InstallCommand}, {"selftest_command", fw.SelfTestCommand}, {"rollback_command", fw.RollbackCommand},
+	} {
+		if len(cmd.argv) > 0 && cmd.argv[0] == "" {
+			bad("firmware_update."+cmd.field, "the program is empty")
+		}
+	}
+	switch {
+	case len(fw.InstallCommand) == 0 && (len(fw.SelfTestCommand) > 0 || len(fw.RollbackCommand) > 0):
+		bad("firmware_update.install_command", "required with selftest_command and rollback_command")
+	case len(fw.SelfTestCommand) > 0 && len(fw.RollbackCommand) == 0:
+		bad("firmware_update.rollback_command", "required with selftest_command: a failed self-test must be undone")
+	case len(fw.InstallCommand) > 0 && c.StateDir == "":
+		bad("firmware_update.install_command", "requires state_dir, where the image is kept for the command")
+	}
 	return errors.Join(errs...)
 }
 
 // enrolTokenPrefix starts every enrolment token.
 const enrolTokenPrefix = "mfe_"
 
-// registration is the payload of POST /rd.
+// registration is the payload of POST /rd of a device that runs the
+// firmware of the configuration.
 func (c Config) registration() coap.Registration {
 	return coap.Registration{Model: c.Model, Serial: c.Serial, Firmware: c.Firmware, Profile: c.Profile, UDI: c.UDI}
 }

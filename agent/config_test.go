@@ -51,6 +51,31 @@ func TestConfigValidate(t *testing.T) {
 		{name: "token with a space", modify: func(c *Config) { c.EnrolToken, c.CAFile = "mfe_SECRET x", "ca.pem" }, want: "enrol_token: "},
 		{name: "unknown enrol kind", modify: func(c *Config) { c.EnrolKind = "password" }, want: "enrol_kind: "},
 		{name: "negative handshake timeout", modify: func(c *Config) { c.HandshakeTimeout = -time.Second }, want: "handshake_timeout: "},
+		{name: "firmware commands", modify: func(c *Config) {
+			c.StateDir = "/var/lib/medfleet"
+			c.FirmwareUpdate = FirmwareUpdate{
+				TrustedKeysFile: "/etc/medfleet/fw.pem", MaxDeferPeriod: time.Hour,
+				InstallCommand: []string{"/usr/sbin/fw-install"}, SelfTestCommand: []string{"/usr/sbin/fw-check", "-q"},
+				RollbackCommand: []string{"/usr/sbin/fw-rollback"},
+			}
+		}},
+		{name: "install command only", modify: func(c *Config) {
+			c.StateDir, c.FirmwareUpdate.InstallCommand = "/var/lib/medfleet", []string{"/usr/sbin/fw-install"}
+		}},
+		{name: "install command without a state dir", modify: func(c *Config) { c.FirmwareUpdate.InstallCommand = []string{"/usr/sbin/fw-install"} },
+			want: "firmware_update.install_command: requires state_dir"},
+		{name: "self-test without rollback", modify: func(c *Config) {
+			c.StateDir = "/var/lib/medfleet"
+			c.FirmwareUpdate.InstallCommand, c.FirmwareUpdate.SelfTestCommand = []string{"/usr/sbin/fw-install"}, []string{"/usr/sbin/fw-check"}
+		}, want: "firmware_update.rollback_command: required with selftest_command"},
+		{name: "rollback without install", modify: func(c *Config) { c.FirmwareUpdate.RollbackCommand = []string{"/usr/sbin/fw-rollback"} },
+			want: "firmware_update.install_command: required"},
+		{name: "empty program", modify: func(c *Config) { c.StateDir, c.FirmwareUpdate.InstallCommand = "/x", []string{""} },
+			want: "firmware_update.install_command: the program is empty"},
+		{name: "negative defer period", modify: func(c *Config) { c.FirmwareUpdate.MaxDeferPeriod = -time.Hour },
+			want: "firmware_update.max_defer_period: "},
+		{name: "negative command timeout", modify: func(c *Config) { c.FirmwareUpdate.CommandTimeout = -time.Second },
+			want: "firmware_update.command_timeout: "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,17 +111,26 @@ func TestParseConfig(t *testing.T) {
 			yaml: "server: 10.0.0.1:5683\ndevice_id: pump-0001\nprofile: infusion-pump\nmodel: BD Alaris 8100\n" +
 				"serial: AL1\nfirmware: 9.33.1\nstate_dir: ./data\nlifetime: 300s\ninterval: 10s\ntime_scale: 60\n" +
 				"queue_limit: 500\nseed: 3\nno_sync: true\ninsecure: false\nca_file: /etc/medfleet/ca.pem\n" +
-				"credentials_file: /etc/medfleet/creds.json\nenrol_token: mfe_x\nenrol_kind: cert\nhandshake_timeout: 5s\n",
+				"credentials_file: /etc/medfleet/creds.json\nenrol_token: mfe_x\nenrol_kind: cert\nhandshake_timeout: 5s\n" +
+				"firmware_update:\n  trusted_keys_file: /etc/medfleet/firmware-keys.pem\n  max_defer_period: 12h\n" +
+				"  install_command: [/usr/sbin/fw-install, --slot, b]\n  selftest_command: [/usr/sbin/fw-check]\n" +
+				"  rollback_command: [/usr/sbin/fw-rollback]\n  command_timeout: 10m\n",
 			want: Config{
 				Server: "10.0.0.1:5683", DeviceID: "pump-0001", Profile: "infusion-pump", Model: "BD Alaris 8100",
 				Serial: "AL1", Firmware: "9.33.1", StateDir: "./data", Lifetime: 300 * time.Second,
 				Interval: 10 * time.Second, TimeScale: 60, QueueLimit: 500, Seed: 3, NoSync: true,
 				CAFile: "/etc/medfleet/ca.pem", CredentialsFile: "/etc/medfleet/creds.json", EnrolToken: "mfe_x",
 				EnrolKind: "cert", HandshakeTimeout: 5 * time.Second,
+				FirmwareUpdate: FirmwareUpdate{
+					TrustedKeysFile: "/etc/medfleet/firmware-keys.pem", MaxDeferPeriod: 12 * time.Hour,
+					InstallCommand: []string{"/usr/sbin/fw-install", "--slot", "b"}, SelfTestCommand: []string{"/usr/sbin/fw-check"},
+					RollbackCommand: []string{"/usr/sbin/fw-rollback"}, CommandTimeout: 10 * time.Minute,
+				},
 			},
 		},
 		{name: "unknown key", yaml: "servr: x\n", wantErr: true},
 		{name: "ca is not a key", yaml: "ca: x\n", wantErr: true},
+		{name: "trusted keys are not a key", yaml: "firmware_update:\n  trusted_keys: x\n", wantErr: true},
 		{name: "bad duration", yaml: "interval: soon\n", wantErr: true},
 		{name: "not a map", yaml: "- a\n- b\n", wantErr: true},
 	}

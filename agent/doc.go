@@ -23,10 +23,34 @@
 //     continue its sequence numbers and cumulative counters (state.go);
 //   - simulated device profiles: infusion pump, CPAP, RFID reader
 //     (profile*.go), and the simulator that runs many agents (simulator.go).
-//     Profile is also where a real device's sensors would plug in.
+//     Profile is also where a real device's sensors would plug in;
+//   - firmware updates (firmware.go), the states and result codes of LwM2M
+//     object 5: the desired state's `fw` starts a download, one GET
+//     /fw/{sha256} per Block2 block, interleaved with the reports and
+//     resumed from the last saved block after a lost connection or a
+//     restart; the image is checked (size, SHA-256, ed25519 signature of
+//     its manifest with firmware/manifest), then installed when the server
+//     allows it and the device is idle, self-tested, and committed (the
+//     agent registers again with the new version) or rolled back. Every
+//     change of fw/state or fw/result is reported at once. The update state
+//     lives in {state_dir}/firmware.json and the image in
+//     {state_dir}/firmware/ (firmware_stage.go). What installing means is an
+//     Installer (install.go): commands on a real device, nothing on a
+//     simulated one.
 //
-// Firmware updates (GET /fw/{sha256}, verify, install when idle) will live
-// here too; Agent.follow is where a desired firmware is picked up.
+// A simulated device flashes nothing; its self-test obeys the image. When
+// the first 4 KiB of the image (SimDirectiveWindow) hold a line
+//
+//	medfleet-sim: selftest-fail=F
+//
+// (F a fraction from 0 to 1; spaces around the line and a \r before its
+// newline are allowed), the self-test fails on a device when its draw is
+// below F. The draw is h/2^53, h the top 53 bits of the first 8 bytes (big
+// endian) of SHA-256(device id + "\n" + the image's sha256 in lower-case
+// hex): deterministic, the share F of a fleet, different devices for
+// different images. F = 1 fails everywhere; no directive, F = 0 or an F
+// that is not a number from 0 to 1 fail nowhere; only the first directive
+// counts. SimSelfTestFails computes it for tests.
 //
 // The package sits just above coap and go-coap's client. It must never import
 // server, inventory, etcd, gRPC or the generated API (proto): the agent binary

@@ -15,6 +15,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	"github.com/plgd-dev/go-coap/v3/udp/client"
@@ -48,12 +49,21 @@ type link struct {
 
 // request is one CoAP request of the protocol.
 type request struct {
-	method  codes.Code // codes.POST or codes.DELETE
+	method  codes.Code // codes.POST, codes.GET or codes.DELETE
 	path    string
 	queries []string
 	format  message.MediaType // of body
 	body    []byte
 	accept  bool // ask for a CBOR answer
+	// block2, when set, is the Block2 option of a GET: the block the agent
+	// asks for (firmware downloads drive Block2 themselves, one request per
+	// block).
+	block2 *uint32
+	// trace, when set, is sent in option 65020 (coap.OptionTraceparent).
+	trace string
+	// non sends the request Non-confirmable: go-coap does not retransmit
+	// it, and the caller's timeout is the wait for the answer.
+	non bool
 }
 
 // response is what the agent keeps of a CoAP response.
@@ -63,6 +73,12 @@ type response struct {
 	hasFormat bool
 	body      []byte
 	maxAge    time.Duration // Max-Age option, 0 when absent
+	// Block2, ETag and Size2 options, for firmware downloads.
+	block2    uint32
+	hasBlock2 bool
+	etag      []byte
+	size2     uint32
+	hasSize2  bool
 }
 
 // conn returns the live connection, dialling a new one when needed.
@@ -81,6 +97,11 @@ func (l *link) conn(ctx context.Context) (*client.Conn, error) {
 		// go-coap's default runner ticks every 4 s (too coarse for an
 		// ACK_TIMEOUT of 2 s) in a goroutine that outlives the connection.
 		options.WithPeriodicRunner(l.tick.runner(stop)),
+		// No blockwise transfers: the server refuses Block1 (protocol
+		// section 10), and firmware downloads request each Block2 block
+		// themselves, so that a download resumes from any block and is not
+		// cut short by go-coap's whole-transfer timeout.
+		options.WithBlockwise(false, blockwise.SZX1024, time.Minute),
 	}
 	var cc *client.Conn
 	var err error
@@ -151,6 +172,8 @@ func (l *link) do(ctx context.Context, timeout time.Duration, r request) (respon
 	switch r.method {
 	case codes.POST:
 		err = req.SetupPost(r.path, token, r.format, body)
+	case codes.GET:
+		err = req.SetupGet(r.path, token)
 	case codes.DELETE:
 		err = req.SetupDelete(r.path, token)
 	default:
@@ -165,16 +188,28 @@ func (l *link) do(ctx context.Context, timeout time.Duration, r request) (respon
 	if r.accept {
 		req.SetAccept(coap.FormatCBOR)
 	}
+	if r.block2 != nil {
+		req.SetOptionUint32(message.Block2, *r.block2)
+	}
+	if r.trace != "" {
+		req.SetOptionString(coap.OptionTraceparent, r.trace)
+	}
+	if r.non {
+		req.SetType(message.NonConfirmable)
+	}
 	resp, err := cc.Do(req)
 	if err != nil {
 		select {
 		case <-cc.Done():
 			l.close() // dead: dial again next time
 		default:
-			if l.dtls != nil && parent.Err() == nil {
+			if l.dtls != nil && parent.Err() == nil && !r.non {
 				// No answer over DTLS: the server may have lost the
 				// session (it restarted) and would drop every record of
-				// it. The next try shakes hands again.
+				// it. The next try shakes hands again. A NON request is
+				// not retransmitted, so a lost datagram is the likelier
+				// cause: the reports, which are, find out about the
+				// session.
 				l.close()
 			}
 		}
@@ -190,8 +225,18 @@ func (l *link) do(ctx context.Context, timeout time.Duration, r request) (respon
 			return response{}, fmt.Errorf("agent: %v %s: response body: %w", r.method, r.path, err)
 		}
 	}
-	if v, err := resp.Options().GetUint32(message.MaxAge); err == nil {
+	opts := resp.Options()
+	if v, err := opts.GetUint32(message.MaxAge); err == nil {
 		out.maxAge = time.Duration(v) * time.Second
+	}
+	if v, err := opts.GetUint32(message.Block2); err == nil {
+		out.block2, out.hasBlock2 = v, true
+	}
+	if v, err := opts.GetBytes(message.ETag); err == nil {
+		out.etag = bytes.Clone(v)
+	}
+	if v, err := opts.GetUint32(message.Size2); err == nil {
+		out.size2, out.hasSize2 = v, true
 	}
 	return out, nil
 }
@@ -259,7 +304,7 @@ var (
 
 // StatusError is an unexpected response code.
 type StatusError struct {
-	Op         string // "register", "report", "heartbeat", "deregister", "enrol"
+	Op         string // "register", "report", "heartbeat", "deregister", "enrol", "firmware"
 	Code       codes.Code
 	Diagnostic string
 	MaxAge     time.Duration // of a 4.29 Too Many Requests or a 5.03

@@ -14,6 +14,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 
@@ -45,6 +46,17 @@ type testServer struct {
 	heartbeats int
 	deletes    int
 
+	// Firmware (fwserver_test.go): the desired `fw` of every device, the
+	// images served by GET /fw/{sha256}, and what was asked for.
+	fw           *coap.FirmwareTarget
+	images       map[string][]byte // by the sha256 of the URI
+	fwRequests   []fwRequest
+	fwSilent     func(num int64) bool // no answer to these blocks
+	fwBusy       int                  // answer this many requests 5.03
+	fwETag       []byte               // when set, the ETag of every image
+	fwMore       bool                 // M = 1 on every block, the last too
+	reportTraces map[uint64]string    // traceparent of a report, by seq
+
 	dtls testDTLS // zero for plain CoAP
 
 	srv  interface{ Stop() }
@@ -65,6 +77,7 @@ func startTestServer(t *testing.T) *testServer {
 	s := &testServer{
 		t: t, known: map[string]bool{}, last: map[string]uint64{},
 		accepted: map[string][]*coap.Report{}, refused: map[string][]uint64{}, refuseSeq: map[uint64]bool{},
+		images: map[string][]byte{}, reportTraces: map[uint64]string{},
 	}
 	s.start("127.0.0.1:0")
 	t.Cleanup(s.stop)
@@ -80,6 +93,7 @@ func (s *testServer) router() *mux.Router {
 		coap.PathRegistration + "/{id}": s.handleRegistration,
 		coap.PathData:                   s.handleData,
 		coap.PathBootstrap:              s.handleBootstrap,
+		coap.PathFirmware + "/{sha256}": s.handleFirmware,
 	} {
 		if err := r.Handle(pattern, h); err != nil {
 			s.t.Fatal(err)
@@ -107,7 +121,8 @@ func (s *testServer) start(addr string) {
 		s.t.Fatalf("listen %s: %v", addr, err)
 	}
 	s.addr = l.LocalAddr().String()
-	srv := udp.NewServer(options.WithMux(s.router()), options.WithErrors(func(error) {}))
+	srv := udp.NewServer(options.WithMux(s.router()), options.WithErrors(func(error) {}),
+		options.WithBlockwise(false, blockwise.SZX1024, time.Second)) // /fw serves each Block2 request itself
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -183,7 +198,7 @@ func (s *testServer) handleRegister(w mux.ResponseWriter, r *mux.Message) {
 		return
 	}
 	s.known[id] = true
-	s.respond(w, codes.Created, &coap.Desired{Seq: s.last[id], Interval: s.interval})
+	s.respond(w, codes.Created, &coap.Desired{Seq: s.last[id], Interval: s.interval, Firmware: s.fw})
 }
 
 // handleRegistration is POST (heartbeat) and DELETE /rd/{id}.
@@ -249,8 +264,11 @@ func (s *testServer) handleData(w mux.ResponseWriter, r *mux.Message) {
 	default:
 		s.accepted[id] = append(s.accepted[id], rep)
 		s.last[id] = rep.Seq
+		if tp, err := r.Options().GetString(coap.OptionTraceparent); err == nil {
+			s.reportTraces[rep.Seq] = tp
+		}
 	}
-	s.respond(w, codes.Changed, &coap.Desired{Seq: s.last[id], Interval: s.interval})
+	s.respond(w, codes.Changed, &coap.Desired{Seq: s.last[id], Interval: s.interval, Firmware: s.fw})
 }
 
 // with runs f under the server's lock.

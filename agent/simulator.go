@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/medfleet/medfleet/coap"
+	"github.com/medfleet/medfleet/firmware/manifest"
 )
 
 // SimConfig configures a Simulator: many simulated devices in one process,
@@ -48,6 +50,15 @@ type SimConfig struct {
 	// QueueLimit bounds each device's queue; 0 means 1000, less than a real
 	// device's default because every simulated queue shares one process.
 	QueueLimit int `yaml:"queue_limit"`
+	// FirmwareKeys is PEM of the ed25519 public keys whose firmware
+	// signatures every device accepts; FirmwareKeysFile (read when the
+	// simulator starts) adds more. Without any key every image fails its
+	// integrity check (result 5).
+	FirmwareKeys     []byte `yaml:"-"`
+	FirmwareKeysFile string `yaml:"firmware_keys_file"`
+	// MaxDeferPeriod is that of every device
+	// (Config.FirmwareUpdate.MaxDeferPeriod).
+	MaxDeferPeriod time.Duration `yaml:"max_defer_period"`
 }
 
 // Defaults and bounds of SimConfig.
@@ -125,6 +136,14 @@ func (c SimConfig) devices() ([]Config, error) {
 			errs = append(errs, &coap.FieldError{Field: "ca", Err: errors.New("required to enrol: it verifies medfleetd")})
 		}
 	}
+	if c.MaxDeferPeriod < 0 {
+		errs = append(errs, &coap.FieldError{Field: "max_defer_period", Err: fmt.Errorf("%v is negative", c.MaxDeferPeriod)})
+	}
+	if len(c.FirmwareKeys) > 0 {
+		if _, err := manifest.ParsePublicKeys(c.FirmwareKeys); err != nil {
+			errs = append(errs, &coap.FieldError{Field: "firmware_keys", Err: err})
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -150,6 +169,9 @@ func (c SimConfig) devices() ([]Config, error) {
 			NoSync:     true, // a simulator survives crashes of its process, not power losses
 			Insecure:   c.Insecure,
 			CA:         c.CA,
+			FirmwareUpdate: FirmwareUpdate{
+				MaxDeferPeriod: c.MaxDeferPeriod,
+			},
 		}
 		if c.StateDir != "" {
 			cfg.StateDir = filepath.Join(c.StateDir, id)
@@ -175,6 +197,7 @@ type Simulator struct {
 	started atomic.Bool
 	devices []Config
 	agents  []*Agent
+	byID    map[string]*Agent
 	delays  []time.Duration // of each device's start
 	tick    *ticker         // shared by every device's connection
 }
@@ -193,7 +216,7 @@ func NewSimulator(cfg SimConfig, log *slog.Logger) (*Simulator, error) {
 	// simulator logs the fleet, the devices log at DEBUG unless it is a
 	// warning or an error.
 	quiet := slog.New(demote{log.Handler()})
-	s := &Simulator{cfg: cfg, log: log, devices: devices, tick: newTicker(retransmitTick)}
+	s := &Simulator{cfg: cfg, log: log, devices: devices, byID: map[string]*Agent{}, tick: newTicker(retransmitTick)}
 	interval := devices[0].withDefaults().Interval
 	rnd := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x7374617274))
 	for _, d := range devices {
@@ -205,6 +228,7 @@ func NewSimulator(cfg SimConfig, log *slog.Logger) (*Simulator, error) {
 		a.enrolToken = cfg.Enroll
 		a.inFleet = true
 		s.agents = append(s.agents, a)
+		s.byID[d.DeviceID] = a
 		// Starts are spread over the first interval, so that a big fleet
 		// does not register in the same instant.
 		s.delays = append(s.delays, time.Duration(rnd.Int64N(int64(interval))))
@@ -219,12 +243,64 @@ func (s *Simulator) Devices() []Config {
 	return out
 }
 
+// SetInUse forces a device's clinical state to in_use (a nurse starts an
+// infusion), or with false gives it back to its profile's own behaviour.
+// The device reports the change at once; it never installs firmware while
+// in use. It returns false for an unknown device. Safe for any goroutine.
+func (s *Simulator) SetInUse(device string, inUse bool) bool {
+	a, ok := s.byID[device]
+	if ok {
+		a.setInUse(inUse)
+	}
+	return ok
+}
+
+// Firmware returns what a device knows of its firmware (running version,
+// update state and result), false for an unknown device. Safe for any
+// goroutine.
+func (s *Simulator) Firmware(device string) (FirmwareStatus, bool) {
+	a, ok := s.byID[device]
+	if !ok {
+		return FirmwareStatus{}, false
+	}
+	return a.Firmware(), true
+}
+
+// firmwareKeys parses the trusted keys of FirmwareKeys and FirmwareKeysFile,
+// once for every device.
+func (c SimConfig) firmwareKeys() (manifest.Keys, error) {
+	fu := FirmwareUpdate{TrustedKeys: c.FirmwareKeys}
+	keys, err := fu.trustedKeys()
+	if err != nil {
+		return nil, err
+	}
+	if c.FirmwareKeysFile != "" {
+		data, err := os.ReadFile(c.FirmwareKeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent: simulator: firmware_keys_file: %w", err)
+		}
+		more, err := manifest.ParsePublicKeys(data)
+		if err != nil {
+			return nil, fmt.Errorf("agent: simulator: firmware_keys_file: %s: %w", c.FirmwareKeysFile, err)
+		}
+		keys = append(keys, more...)
+	}
+	return keys, nil
+}
+
 // Run runs every device until ctx is cancelled, then waits for all of them
 // to stop gracefully. It returns the errors of the devices that could not
 // run.
 func (s *Simulator) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("agent: simulator: Run called twice")
+	}
+	keys, err := s.cfg.firmwareKeys()
+	if err != nil {
+		return err
+	}
+	for _, a := range s.agents {
+		a.fw.keys = keys // before the agent runs: its loop owns it after
 	}
 	count := map[string]int{}
 	for _, d := range s.devices {

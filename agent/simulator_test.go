@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,6 +72,9 @@ func TestSimConfigValidate(t *testing.T) {
 		{name: "dtls with credentials dir", cfg: SimConfig{Server: "127.0.0.1:5684", Devices: 1, CredentialsDir: "/tmp/creds"}},
 		{name: "enroll without ca", cfg: SimConfig{Server: "127.0.0.1:5684", Devices: 1, Enroll: noToken}, want: "ca: "},
 		{name: "enroll", cfg: SimConfig{Server: "127.0.0.1:5684", Devices: 1, Enroll: noToken, CA: []byte("pem")}},
+		{name: "bad firmware keys", cfg: SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 1, FirmwareKeys: []byte("pem")}, want: "firmware_keys: "},
+		{name: "negative defer period", cfg: SimConfig{Server: "127.0.0.1:5683", Insecure: true, Devices: 1, MaxDeferPeriod: -time.Second},
+			want: "max_defer_period: -1s is negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -144,5 +148,82 @@ func TestSimulatorRun(t *testing.T) {
 		if s.deletes != 3 {
 			t.Errorf("%d deregistrations, want 3", s.deletes)
 		}
+	})
+}
+
+// TestSimulatorFirmware updates a simulated fleet: the devices whose model
+// the image is not for refuse it (result 6); the reader, held in use with
+// SetInUse, downloads it, reports the install deferred, and installs it
+// once released. Firmware reports each device's ground truth.
+func TestSimulatorFirmware(t *testing.T) {
+	srv := startTestServer(t)
+	priv, keys := testSigner(t)
+	keysFile := filepath.Join(t.TempDir(), "keys.pem")
+	if err := os.WriteFile(keysFile, keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSimulator(SimConfig{
+		Server: srv.addr, Insecure: true, Devices: 3, Interval: 30 * time.Millisecond, TimeScale: 600, Seed: 2,
+		FirmwareKeysFile: keysFile, MaxDeferPeriod: 100 * time.Millisecond,
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices := s.Devices()
+	pump, cpap, reader := devices[0], devices[1], devices[2]
+	img := testFirmwareImage(3000, "MFW1\n"+SimDirective+"0\n")
+	target := signedTarget(priv, img, "99.0.0", reader.Model)
+	srv.with(func(s *testServer) { s.images[target.SHA256], s.fw = img, target })
+	if !s.SetInUse(reader.DeviceID, true) {
+		t.Fatalf("SetInUse(%q) = false, want true", reader.DeviceID)
+	}
+	if s.SetInUse("sim-toaster-0001", true) {
+		t.Errorf("SetInUse of an unknown device = true, want false")
+	}
+	if _, ok := s.Firmware("sim-toaster-0001"); ok {
+		t.Errorf("Firmware of an unknown device: ok, want false")
+	}
+	if st, ok := s.Firmware(reader.DeviceID); !ok || st.Running != reader.Firmware {
+		t.Errorf("Firmware(%q) before Run = %+v, %v; want %s", reader.DeviceID, st, ok, reader.Firmware)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}()
+	waitFor(t, 10*time.Second, "the deferral of the reader and the refusal of the others", func() bool {
+		r, _ := s.Firmware(reader.DeviceID)
+		p, _ := s.Firmware(pump.DeviceID)
+		c, _ := s.Firmware(cpap.DeviceID)
+		return r.State == coap.FWDownloaded && r.Result == coap.FWResultDeferred &&
+			p.Result == coap.FWResultUnsupported && c.Result == coap.FWResultUnsupported
+	})
+	for _, r := range srv.reports(reader.DeviceID) { // SetInUse came before the first
+		if r.State != coap.StateInUse {
+			t.Errorf("reader report seq %d has state %q while held in use, want in_use", r.Seq, r.State)
+		}
+	}
+	s.SetInUse(reader.DeviceID, false)
+	waitFor(t, 10*time.Second, "the reader's update", func() bool {
+		r, _ := s.Firmware(reader.DeviceID)
+		return r.Running == "99.0.0" && r.Result == coap.FWResultSuccess
+	})
+	for _, d := range []Config{pump, cpap} {
+		if st, _ := s.Firmware(d.DeviceID); st.Running != d.Firmware {
+			t.Errorf("%s runs %q, want %q", d.DeviceID, st.Running, d.Firmware)
+		}
+	}
+	waitFor(t, 5*time.Second, "the reader's registration with 99.0.0", func() bool {
+		for _, r := range srv.registrations() {
+			if r.ID == reader.DeviceID && r.Reg.Firmware == "99.0.0" {
+				return true
+			}
+		}
+		return false
 	})
 }

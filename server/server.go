@@ -184,6 +184,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("firmware.dir: %w", err)
 	}
+	defer images.Close() // after the gateway, which serves from it, stopped
 	signers, err := loadSigningKeys(s.cfg.Firmware.TrustedKeys)
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/medfleet/medfleet/agent"
+	"github.com/medfleet/medfleet/firmware/manifest"
 )
 
 // freeAddr returns a loopback UDP address nobody listens on.
@@ -27,6 +30,10 @@ func freeAddr(t *testing.T) string {
 func TestUsageErrors(t *testing.T) {
 	config := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(config, []byte("servr: typo\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fwConfig := filepath.Join(t.TempDir(), "fw.yaml")
+	if err := os.WriteFile(fwConfig, []byte("firmware_update:\n  install_command: [/usr/sbin/fw-install]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -46,6 +53,10 @@ func TestUsageErrors(t *testing.T) {
 		{name: "no devices", args: []string{"simulate", "--insecure"}, want: "devices: "},
 		{name: "simulate without credentials", args: []string{"simulate", "--devices", "3"}, want: "--insecure"},
 		{name: "simulate with a missing ca file", args: []string{"simulate", "--devices", "3", "--credentials-dir", ".", "--ca-file", config + ".missing"}, want: "--ca-file"},
+		{name: "simulate with a missing firmware keys file", args: []string{"simulate", "--insecure", "--devices", "3", "--firmware-keys", config + ".missing"}, want: "--firmware-keys"},
+		{name: "simulate with no firmware keys in the file", args: []string{"simulate", "--insecure", "--devices", "3", "--firmware-keys", config}, want: "--firmware-keys"},
+		{name: "firmware command without a state dir", args: []string{"run", "--insecure", "--config", fwConfig, "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1"},
+			want: "firmware_update.install_command: requires state_dir"},
 		{name: "no credential", args: []string{"run", "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1", "--server", "127.0.0.1:1"},
 			want: "credentials_file is not set (nor state_dir) and enrol_token is empty"},
 		{name: "token when insecure", args: []string{"run", "--insecure", "--enrol-token", "mfe_x", "--id", "a", "--profile", "cpap", "--model", "m", "--fw", "1"},
@@ -73,8 +84,10 @@ func TestUsageErrors(t *testing.T) {
 // it saved shows that the flags won over the file.
 func TestRunStopsGracefully(t *testing.T) {
 	dir := t.TempDir()
+	keys := writeFirmwareKeys(t, dir)
 	config := filepath.Join(dir, "agent.yaml")
-	yaml := "device_id: from-file\nprofile: cpap\nmodel: ResMed AirSense 11\nfirmware: 1.0.0\ninterval: 50ms\nrequest_timeout: 100ms\n"
+	yaml := "device_id: from-file\nprofile: cpap\nmodel: ResMed AirSense 11\nfirmware: 1.0.0\ninterval: 50ms\nrequest_timeout: 100ms\n" +
+		"firmware_update:\n  trusted_keys_file: " + keys + "\n  max_defer_period: 1h\n"
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -95,11 +108,26 @@ func TestRunStopsGracefully(t *testing.T) {
 	}
 }
 
+// writeFirmwareKeys writes a PEM file of one firmware signing key in dir.
+func writeFirmwareKeys(t *testing.T, dir string) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "firmware-keys.pem")
+	if err := os.WriteFile(path, manifest.MarshalPublicKey(pub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestSimulateStopsGracefully(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	args := []string{"simulate", "--insecure", "--server", freeAddr(t), "--devices", "3", "--interval", "20ms", "--log-level", "warn"}
+	args := []string{"simulate", "--insecure", "--server", freeAddr(t), "--devices", "3", "--interval", "20ms", "--log-level", "warn",
+		"--firmware-keys", writeFirmwareKeys(t, t.TempDir()), "--max-defer-period", "1m"}
 	if code := run(ctx, args, &stdout, &stderr); code != exitOK {
 		t.Fatalf("run(%q) = %d, want %d; stderr:\n%s", args, code, exitOK, stderr.String())
 	}

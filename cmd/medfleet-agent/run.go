@@ -83,8 +83,27 @@ The configuration comes from --config (YAML, the keys of agent.Config:
 server, device_id, profile, model, serial, firmware, udi, state_dir,
 lifetime, interval, time_scale, queue_limit, seed, request_timeout,
 retry_min, retry_max, refused_backoff, no_sync, insecure, ca_file,
-credentials_file, enrol_token, enrol_kind, handshake_timeout); flags given on
-the command line override it.`,
+credentials_file, enrol_token, enrol_kind, handshake_timeout, and the
+section firmware_update); flags given on the command line override it.
+
+Firmware updates follow the server's desired state: the agent downloads the
+image block by block (resuming after a lost connection or a restart, from
+state_dir), checks its SHA-256 and its signature against the ed25519 keys of
+firmware_update.trusted_keys_file (without keys every image is refused), and
+installs it only when the server allows it and the device is idle. A device
+kept busy reports the update deferred after max_defer_period (default 24h)
+and goes on waiting. Without install_command the install is simulated; with
+it, the agent runs install_command, then selftest_command, and
+rollback_command if the self-test fails, each with the image file and the
+version as its last two arguments (exit status 0 is success):
+
+  firmware_update:
+    trusted_keys_file: /etc/medfleet/firmware-keys.pem
+    max_defer_period: 24h
+    install_command: [/usr/sbin/fw-install]
+    selftest_command: [/usr/sbin/fw-selftest]
+    rollback_command: [/usr/sbin/fw-rollback]
+    command_timeout: 30m`,
 		Example: `  # First start of a new device: enrol for a PSK, then run.
   medfleet-agent run --server medfleet.example.org:5684 --id pump-0001 --profile infusion-pump \
     --model "BD Alaris 8100" --serial AL81000001 --fw 9.33.1 --state-dir ./agent-data \

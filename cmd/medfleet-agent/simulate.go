@@ -8,12 +8,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medfleet/medfleet/agent"
+	"github.com/medfleet/medfleet/firmware/manifest"
 )
 
 func (c *cli) simulateCommand() *cobra.Command {
 	var (
-		sc     agent.SimConfig
-		caFile string
+		sc       agent.SimConfig
+		caFile   string
+		keysFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "simulate",
@@ -27,7 +29,14 @@ enrolment tokens on their own. Either give them credentials files
 (--credentials-dir DIR holding {device}.json, as written by
 medfleetctl device enroll --psk -o DIR/{device}.json), or run them with
 --insecure (plain CoAP, against medfleetd --insecure-coap). medfleetd
---simulate runs a fleet that enrols by itself.`,
+--simulate runs a fleet that enrols by itself.
+
+The devices install firmware the server offers when it is signed by a key of
+--firmware-keys (PEM of ed25519 public keys; without it every image is
+refused) and they are idle. Nothing is flashed: an image whose first 4 KiB
+hold the line "medfleet-sim: selftest-fail=F" fails its self-test on the
+share F (0 to 1) of the devices, the same devices every time, and they roll
+back.`,
 		Example: `  medfleet-agent simulate --insecure --server 127.0.0.1:5683 --devices 1000 --time-scale 60
   medfleet-agent simulate --server medfleet.example.org:5684 --devices 3 --credentials-dir ./creds`,
 		Args: noArgs,
@@ -43,6 +52,16 @@ medfleetctl device enroll --psk -o DIR/{device}.json), or run them with
 					return usage(fmt.Errorf("--ca-file: %w", err))
 				}
 				sc.CA = ca
+			}
+			if keysFile != "" {
+				keys, err := os.ReadFile(keysFile)
+				if err != nil {
+					return usage(fmt.Errorf("--firmware-keys: %w", err))
+				}
+				if _, err := manifest.ParsePublicKeys(keys); err != nil {
+					return usage(fmt.Errorf("--firmware-keys: %s: %w", keysFile, err))
+				}
+				sc.FirmwareKeys = keys
 			}
 			if sc.Server == "" {
 				sc.Server = defaultServer(sc.Insecure)
@@ -68,5 +87,7 @@ medfleetctl device enroll --psk -o DIR/{device}.json), or run them with
 	fs.BoolVar(&sc.Insecure, "insecure", false, "plain CoAP without authentication, for development (no DTLS)")
 	fs.StringVar(&sc.CredentialsDir, "credentials-dir", "", "directory of the devices' credentials files, {device}.json")
 	fs.StringVar(&caFile, "ca-file", "", "PEM of Medfleet's CA, for devices with certificates (unless their files carry it)")
+	fs.StringVar(&keysFile, "firmware-keys", "", "PEM of the ed25519 public keys whose firmware signatures the devices accept")
+	fs.DurationVar(&sc.MaxDeferPeriod, "max-defer-period", agent.DefaultMaxDeferPeriod, "how long a busy device waits with an image it may install before it reports the update deferred")
 	return cmd
 }

@@ -210,6 +210,8 @@ func (c *cli) rootCommand() *cobra.Command {
 		c.maintenanceCommand(),
 		c.modelCommand(),
 		c.workorderCommand(),
+		c.firmwareCommand(),
+		c.rolloutCommand(),
 		c.versionCommand(),
 	)
 	return root

@@ -307,7 +307,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown verb", []string{"device", "frob"}, `unknown command "frob" for "medfleetctl device"`},
 		{"unknown noun", []string{"frob"}, `unknown command "frob" for "medfleetctl"`},
 		{"noun without verb", []string{"device"}, "medfleetctl: device: missing command, one of: create, credential, delete, enroll, get, list, update\n"},
-		{"nothing at all", []string{}, "medfleetctl: missing command, one of: audit, device, maintenance, model, token, user, version, whoami, workorder\n"},
+		{"nothing at all", []string{}, "medfleetctl: missing command, one of: audit, device, firmware, maintenance, model, rollout, token, user, version, whoami, workorder\n"},
 		{"create without profile", []string{"device", "create", "p-1", "--model", "m"}, "--profile: required"},
 		{"create without model", []string{"device", "create", "p-1", "--profile", "cpap"}, "--model: required"},
 		{"create label twice", []string{"device", "create", "p-1", "--profile", "cpap", "--model", "m", "--label", "a=1", "--label", "a=2"}, `--label: key "a" given twice`},

@@ -182,8 +182,12 @@ func (c *Controller) advance(ctx context.Context, id string, r *pb.Rollout, rev 
 // was notified.
 func observe(d *pb.RolloutDevice, s *inventory.Summary, version string, now time.Time, timeout time.Duration) (pb.ExecutionState, int, string) {
 	notified := d.GetNotifyTime().AsTime()
-	if s.Firmware == version && s.Registered.After(notified) {
-		return pb.ExecutionState_EXECUTION_STATE_SUCCEEDED, coap.FWResultSuccess, "registered running " + version
+	// Success is the device saying it runs the version since the offer: it
+	// registers again after its install, and its reports carry result 1
+	// with the version. Either is enough, so that a registration that a
+	// crash of the server lost (with its last checkpoint) does not hide one.
+	if s.Firmware == version && (s.Registered.After(notified) || s.FirmwareResult == coap.FWResultSuccess && s.FirmwareTime.After(notified)) {
+		return pb.ExecutionState_EXECUTION_STATE_SUCCEEDED, coap.FWResultSuccess, "runs " + version
 	}
 	state, result := d.GetState(), int(d.GetResult())
 	if s.FirmwareTime.After(notified) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
@@ -127,9 +128,11 @@ func normalize(r *pb.Rollout) error {
 	if err := checkDuration(r.GetDeviceTimeout(), time.Second, 30*24*time.Hour); err != nil {
 		return fieldErr("rollout.device_timeout", "%v", err)
 	}
-	switch {
-	case r.GetMaxRetries() < 0 || r.GetMaxRetries() > maxRetries:
-		return fieldErr("rollout.max_retries", "%d is outside 0..%d", r.GetMaxRetries(), maxRetries)
+	if r.MaxRetries == nil {
+		r.MaxRetries = proto.Int32(DefaultMaxRetries)
+	}
+	if n := r.GetMaxRetries(); n < 0 || n > maxRetries {
+		return fieldErr("rollout.max_retries", "%d is outside 0..%d", n, maxRetries)
 	}
 	if len(r.GetWindows()) > maxWindows {
 		return fieldErr("rollout.windows", "%d windows; at most %d", len(r.GetWindows()), maxWindows)

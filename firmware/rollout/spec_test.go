@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -50,7 +51,7 @@ func TestNormalize(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(r.Waves) != 3 || r.Waves[0].GetDevices() != DefaultCanary || r.Waves[0].GetMinFinished() != 1 || r.Waves[0].GetSuccessPercent() != 100 ||
-		r.Waves[1].GetErrorPercent() != 2 || r.Waves[1].GetMinFinished() != 20 || r.GetDeviceTimeout().AsDuration() != DefaultDeviceTimeout {
+		r.Waves[1].GetErrorPercent() != 2 || r.Waves[1].GetMinFinished() != 20 || r.GetDeviceTimeout().AsDuration() != DefaultDeviceTimeout || r.GetMaxRetries() != DefaultMaxRetries {
 		t.Fatalf("defaults: %v", r)
 	}
 	for field, r := range map[string]*pb.Rollout{
@@ -59,7 +60,7 @@ func TestNormalize(t *testing.T) {
 		"rollout.waves[0]":                    {Waves: []*pb.Wave{{Devices: 2, CumulativePercent: 10}, {CumulativePercent: 100}}},
 		"rollout.waves[0].error_percent":      {Waves: []*pb.Wave{{CumulativePercent: 100, ErrorPercent: 120}}},
 		"rollout.rate.increment_factor":       {Rate: &pb.RolloutRate{PerMinute: 5, IncrementFactor: 9, IncreaseEvery: 1}},
-		"rollout.max_retries":                 {MaxRetries: 11},
+		"rollout.max_retries":                 {MaxRetries: proto.Int32(11)},
 		"rollout.windows[0].time_zone":        {Windows: []*pb.MaintenanceWindow{{TimeZone: "Mars/Olympus", Start: "01:00", Duration: durationpb.New(time.Hour)}}},
 		"rollout.windows[0].start":            {Windows: []*pb.MaintenanceWindow{{Start: "25:00", Duration: durationpb.New(time.Hour)}}},
 		"rollout.windows[0].days":             {Windows: []*pb.MaintenanceWindow{{Days: []string{"funday"}, Start: "01:00", Duration: durationpb.New(time.Hour)}}},
@@ -117,6 +118,10 @@ func TestObserve(t *testing.T) {
 	}{
 		"re-registered with the version": {inventory.Summary{Firmware: "2.0", Registered: after}, after, pb.ExecutionState_EXECUTION_STATE_SUCCEEDED, coap.FWResultSuccess},
 		"version from before the offer":  {inventory.Summary{Firmware: "2.0", Registered: before}, after, pb.ExecutionState_EXECUTION_STATE_NOTIFIED, 0},
+		"reports success, registration lost": {inventory.Summary{Firmware: "2.0", Registered: before, FirmwareResult: coap.FWResultSuccess, FirmwareTime: after}, after,
+			pb.ExecutionState_EXECUTION_STATE_SUCCEEDED, coap.FWResultSuccess},
+		"success of an older update": {inventory.Summary{Firmware: "1.9", Registered: before, FirmwareResult: coap.FWResultSuccess, FirmwareTime: after}, after,
+			pb.ExecutionState_EXECUTION_STATE_NOTIFIED, coap.FWResultSuccess},
 		"downloading":                    {inventory.Summary{FirmwareState: coap.FWDownloading, FirmwareTime: after}, after, pb.ExecutionState_EXECUTION_STATE_DOWNLOADING, 0},
 		"an old failure is not this one": {inventory.Summary{FirmwareResult: coap.FWResultFailed, FirmwareTime: before}, after, pb.ExecutionState_EXECUTION_STATE_NOTIFIED, 0},
 		"self-test failed":               {inventory.Summary{FirmwareResult: coap.FWResultFailed, FirmwareTime: after}, after, pb.ExecutionState_EXECUTION_STATE_FAILED, coap.FWResultFailed},

@@ -584,8 +584,8 @@ type Rollout struct {
 	// install within this time once it started, times out. Default 24 h.
 	DeviceTimeout *durationpb.Duration `protobuf:"bytes,7,opt,name=device_timeout,json=deviceTimeout,proto3" json:"device_timeout,omitempty"`
 	// How many more times a device that timed out or lost its connection
-	// during the download is asked again. Default 2.
-	MaxRetries int32 `protobuf:"varint,8,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	// during the download is asked again. Unset: 2.
+	MaxRetries *int32 `protobuf:"varint,8,opt,name=max_retries,json=maxRetries,proto3,oneof" json:"max_retries,omitempty"`
 	// When devices may install. Empty: any time. Otherwise a device installs
 	// only while a window that applies to its site is open; it may download
 	// at any time.
@@ -698,8 +698,8 @@ func (x *Rollout) GetDeviceTimeout() *durationpb.Duration {
 }
 
 func (x *Rollout) GetMaxRetries() int32 {
-	if x != nil {
-		return x.MaxRetries
+	if x != nil && x.MaxRetries != nil {
+		return *x.MaxRetries
 	}
 	return 0
 }
@@ -1503,7 +1503,7 @@ const file_medfleet_v1_firmware_proto_rawDesc = "" +
 	"\x04etag\x18\x05 \x01(\tR\x04etag\"B\n" +
 	"\x0eBlockedVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xdc\b\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xf1\b\n" +
 	"\aRollout\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bartifact\x18\x02 \x01(\tR\bartifact\x12\x18\n" +
@@ -1511,9 +1511,9 @@ const file_medfleet_v1_firmware_proto_rawDesc = "" +
 	"\x06target\x18\x04 \x01(\v2\x1a.medfleet.v1.RolloutTargetR\x06target\x12'\n" +
 	"\x05waves\x18\x05 \x03(\v2\x11.medfleet.v1.WaveR\x05waves\x12,\n" +
 	"\x04rate\x18\x06 \x01(\v2\x18.medfleet.v1.RolloutRateR\x04rate\x12@\n" +
-	"\x0edevice_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\rdeviceTimeout\x12\x1f\n" +
-	"\vmax_retries\x18\b \x01(\x05R\n" +
-	"maxRetries\x128\n" +
+	"\x0edevice_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\rdeviceTimeout\x12$\n" +
+	"\vmax_retries\x18\b \x01(\x05H\x00R\n" +
+	"maxRetries\x88\x01\x01\x128\n" +
 	"\awindows\x18\t \x03(\v2\x1e.medfleet.v1.MaintenanceWindowR\awindows\x12 \n" +
 	"\vdescription\x18\n" +
 	" \x01(\tR\vdescription\x12/\n" +
@@ -1534,7 +1534,8 @@ const file_medfleet_v1_firmware_proto_rawDesc = "" +
 	"\vtraceparent\x18\x17 \x01(\tR\vtraceparent\x1aC\n" +
 	"\x15FailuresByResultEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"'\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01B\x0e\n" +
+	"\f_max_retries\"'\n" +
 	"\rRolloutTarget\x12\x16\n" +
 	"\x06filter\x18\x01 \x01(\tR\x06filter\"\x82\x04\n" +
 	"\x04Wave\x12\x18\n" +
@@ -1710,6 +1711,7 @@ func file_medfleet_v1_firmware_proto_init() {
 	if File_medfleet_v1_firmware_proto != nil {
 		return
 	}
+	file_medfleet_v1_firmware_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
