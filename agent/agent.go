@@ -92,6 +92,10 @@ type Agent struct {
 	// inFleet is set by a Simulator, which says once for all its devices
 	// what they all would say.
 	inFleet bool
+	// world, set by a Simulator with a World, is the device's part in it:
+	// the view of a reader, or the position of a tagged device, which
+	// learns the device's clinical state from its reports.
+	world *worldMember
 
 	// Safe for any goroutine: the firmware as last published, a forced
 	// in_use (Simulator.SetInUse), and the loop's wake-up for a change of
@@ -265,6 +269,9 @@ func (a *Agent) open() error {
 		return err
 	}
 	a.profile = profile
+	if a.world != nil {
+		a.world.attach(profile)
+	}
 	a.simNow = a.simStart
 	a.dropped = st.Dropped
 	a.lastSeq = max(st.LastSeq, a.queue.Acked())
@@ -409,6 +416,9 @@ func (a *Agent) takeReport(now time.Time) {
 		r.State = coap.StateInUse
 	}
 	a.clinical = r.State
+	if a.world != nil {
+		a.world.observe(r.State)
+	}
 	r.Firmware = a.fw.st.Running
 	r.FirmwareState, r.FirmwareResult = ptr(a.fw.st.State), ptr(a.fw.st.Result)
 	body, err := coap.EncodePack(coap.FormatSenMLCBOR, r.Pack())

@@ -24,6 +24,14 @@
 //   - simulated device profiles: infusion pump, CPAP, RFID reader
 //     (profile*.go), and the simulator that runs many agents (simulator.go).
 //     Profile is also where a real device's sensors would plug in;
+//   - the simulator's world (world.go, world_graph.go): a facility described
+//     by plain types (World: zones, walkways, reader antennas, device tags),
+//     which medfleetd builds from its facility model, so that this package
+//     never imports it. Tagged simulated devices walk through it along
+//     shortest paths, where their clinical state takes them, or where a test
+//     sends them (Simulator.MoveTo, Place, Hide, Release, Position); the
+//     simulated readers report the tags in their antennas' zones, and
+//     faintly some of those next door;
 //   - firmware updates (firmware.go), the states and result codes of LwM2M
 //     object 5: the desired state's `fw` starts a download, one GET
 //     /fw/{sha256} per Block2 block, interleaved with the reports and

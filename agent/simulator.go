@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -59,6 +60,11 @@ type SimConfig struct {
 	// MaxDeferPeriod is that of every device
 	// (Config.FirmwareUpdate.MaxDeferPeriod).
 	MaxDeferPeriod time.Duration `yaml:"max_defer_period"`
+	// World, when set, is the facility the devices live in: the simulated
+	// devices with a tag in it (all but readers) move through its zones,
+	// and the simulated readers with antennas in it report the tags they
+	// see (world.go). Other readers invent tags of their own.
+	World *World `yaml:"-"`
 }
 
 // Defaults and bounds of SimConfig.
@@ -144,6 +150,11 @@ func (c SimConfig) devices() ([]Config, error) {
 			errs = append(errs, &coap.FieldError{Field: "firmware_keys", Err: err})
 		}
 	}
+	if c.World != nil {
+		if err := c.World.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -200,6 +211,7 @@ type Simulator struct {
 	byID    map[string]*Agent
 	delays  []time.Duration // of each device's start
 	tick    *ticker         // shared by every device's connection
+	world   *worldModel     // nil without SimConfig.World
 }
 
 // NewSimulator validates cfg and prepares its devices; it starts nothing.
@@ -218,6 +230,15 @@ func NewSimulator(cfg SimConfig, log *slog.Logger) (*Simulator, error) {
 	quiet := slog.New(demote{log.Handler()})
 	s := &Simulator{cfg: cfg, log: log, devices: devices, byID: map[string]*Agent{}, tick: newTicker(retransmitTick)}
 	interval := devices[0].withDefaults().Interval
+	if cfg.World != nil {
+		var movers []string
+		for _, d := range devices {
+			if d.Profile != coap.ProfileRFIDReader { // readers stay where they are
+				movers = append(movers, d.DeviceID)
+			}
+		}
+		s.world = newWorldModel(cfg.World, uint64(cfg.Seed), movers, worldClock(devices[0].withDefaults().TimeScale))
+	}
 	rnd := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x7374617274))
 	for _, d := range devices {
 		a, err := New(d, quiet)
@@ -227,6 +248,9 @@ func NewSimulator(cfg SimConfig, log *slog.Logger) (*Simulator, error) {
 		a.tick = s.tick
 		a.enrolToken = cfg.Enroll
 		a.inFleet = true
+		if s.world != nil {
+			a.world = s.world.member(d.DeviceID, d.Profile)
+		}
 		s.agents = append(s.agents, a)
 		s.byID[d.DeviceID] = a
 		// Starts are spread over the first interval, so that a big fleet
@@ -264,6 +288,61 @@ func (s *Simulator) Firmware(device string) (FirmwareStatus, bool) {
 		return FirmwareStatus{}, false
 	}
 	return a.Firmware(), true
+}
+
+// worldClock is the simulated time of a Simulator's World: it starts at the
+// real time of the call and runs scale times as fast, like the clock of
+// each device.
+func worldClock(scale float64) func() time.Time {
+	start := time.Now()
+	return func() time.Time {
+		d := float64(time.Since(start)) * scale
+		return start.Add(time.Duration(min(d, math.MaxInt64/2)))
+	}
+}
+
+// MoveTo makes a device of the World walk to zone, along the shortest path
+// at WalkingSpeed (simulated time), and stay there until it is moved again
+// or released: it stops choosing destinations itself. It returns false for
+// a device that does not move in the World (none, untagged, or a reader),
+// an unknown zone, or one it cannot reach. Safe for any goroutine.
+func (s *Simulator) MoveTo(device, zone string) bool {
+	return s.world != nil && s.world.moveTo(device, zone)
+}
+
+// Place puts a device of the World in zone at once, to stay there like
+// after MoveTo. It returns false for an unknown device or zone. Safe for
+// any goroutine.
+func (s *Simulator) Place(device, zone string) bool {
+	return s.world != nil && s.world.place(device, zone)
+}
+
+// Hide takes a device of the World out of every reader's sight (in a
+// drawer, or a room without readers) until it is moved again or released.
+// It stops where it is: in its zone, or at the nearer end of the walkway it
+// was on, where Position reports it. It returns false for an unknown
+// device. Safe for any goroutine.
+func (s *Simulator) Hide(device string) bool {
+	return s.world != nil && s.world.hide(device)
+}
+
+// Release gives a device moved with MoveTo, Place or Hide back its own
+// behaviour: it becomes visible again, and goes where its clinical state
+// takes it. It returns false for an unknown device. Safe for any
+// goroutine.
+func (s *Simulator) Release(device string) bool {
+	return s.world != nil && s.world.release(device)
+}
+
+// Position returns where a device of the World is now, the ground truth
+// that readers report: its zone, "" while it is between two zones, and
+// whether it is walking; ok is false for an unknown device. Safe for any
+// goroutine.
+func (s *Simulator) Position(device string) (zone string, walking bool, ok bool) {
+	if s.world == nil {
+		return "", false, false
+	}
+	return s.world.position(device)
 }
 
 // firmwareKeys parses the trusted keys of FirmwareKeys and FirmwareKeysFile,
@@ -314,6 +393,16 @@ func (s *Simulator) Run(ctx context.Context) error {
 	s.log.Info("simulator starting", slog.Int(keyDevices, len(s.devices)), slog.String(keyServer, s.cfg.Server),
 		slog.String(keyMode, mode), slog.Int("pumps", count[coap.ProfileInfusionPump]), slog.Int("cpaps", count[coap.ProfileCPAP]),
 		slog.Int("readers", count[coap.ProfileRFIDReader]))
+	if s.world != nil {
+		readers := 0
+		for _, d := range s.devices {
+			if m := s.world.member(d.DeviceID, d.Profile); m != nil && len(m.antennas) > 0 {
+				readers++
+			}
+		}
+		s.log.Info("simulated world", slog.Int("zones", len(s.world.g.zones)), slog.Int("tagged", len(s.world.movers)),
+			slog.Int("readers_placed", readers))
+	}
 	errs := make([]error, len(s.agents))
 	tickCtx, stopTick := context.WithCancel(context.Background())
 	var tickWG sync.WaitGroup

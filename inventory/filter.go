@@ -31,6 +31,8 @@ var filterFields = map[string][]string{
 	"udi":              nil,
 	"site":             nil,
 	"firmware_version": nil,
+	"rfid_tag":         nil,
+	"availability":     {"AVAILABLE", "IN_USE", "SOILED", "IN_MAINTENANCE", "OUT_OF_SERVICE", "UNSPECIFIED"},
 	"connectivity":     {"ONLINE", "OFFLINE"},
 	"clinical_state":   {"IDLE", "IN_USE", "CHARGING", "FAULT", "UNSPECIFIED"},
 }
@@ -58,7 +60,7 @@ func ParseFilter(s string) (*Filter, error) {
 		} else {
 			enums, known := filterFields[t.field]
 			if !known {
-				return nil, filterErr("unknown field %q; known: profile, model, manufacturer, serial, udi, site, firmware_version, connectivity, clinical_state, labels.<key>", t.field)
+				return nil, filterErr("unknown field %q; known: profile, model, manufacturer, serial, udi, site, firmware_version, rfid_tag, availability, connectivity, clinical_state, labels.<key>", t.field)
 			}
 			if enums != nil {
 				t.value = strings.TrimPrefix(strings.ToUpper(t.value), strings.ToUpper(t.field)+"_")
@@ -104,6 +106,10 @@ func (f *Filter) match(d *pb.Device, st *pb.DeviceStatus, conn func() pb.Connect
 			got = d.GetSite()
 		case "firmware_version":
 			got = st.GetFirmwareVersion()
+		case "rfid_tag":
+			got = d.GetRfidTag()
+		case "availability":
+			got = strings.TrimPrefix(st.GetAvailability().String(), "AVAILABILITY_")
 		case "connectivity":
 			got = strings.TrimPrefix(conn().String(), "CONNECTIVITY_")
 		case "clinical_state":

@@ -173,8 +173,12 @@ func (inv *Inventory) Report(ctx context.Context, id string, r *coap.Report) (Re
 	if r.Firmware != "" {
 		st.FirmwareVersion = r.Firmware
 	}
+	var changed pb.Availability
 	if r.State != "" {
 		st.ClinicalState = clinicalStates[r.State]
+		if a, ok := reportedAvailability(st.GetAvailability(), r.State); ok {
+			st.Availability, st.AvailabilityTime, changed = a, ts(now), a
+		}
 	}
 	if r.FirmwareState != nil && int32(*r.FirmwareState) != st.GetFirmwareUpdateState() {
 		st.FirmwareUpdateState = int32(*r.FirmwareState)
@@ -208,6 +212,9 @@ func (inv *Inventory) Report(ctx context.Context, id string, r *coap.Report) (Re
 		}
 	}
 	inv.markDirty(ctx, id)
+	if changed != 0 && inv.onAvailability != nil {
+		inv.onAvailability(id, changed, now)
+	}
 	return ReportResult{Desired: inv.desired(st)}, nil
 }
 

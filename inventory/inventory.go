@@ -93,6 +93,11 @@ type Inventory struct {
 
 	checkpoints checkpointStats
 	tel         *instruments
+	// onAvailability hears availability changes (OnAvailability).
+	onAvailability AvailabilityObserver
+	// tags indexes devices by the EPC of their RFID tag.
+	tagMu sync.RWMutex
+	tags  map[string]string
 }
 
 // entry is one device. mu guards spec, rev and status in memory; wmu
@@ -123,8 +128,8 @@ func New(cfg Config, client *clientv3.Client, log *slog.Logger, now func() time.
 		cfg:     cfg,
 		log:     log,
 		now:     now,
-		devices: map[string]*entry{},
-		dirty:   map[string]trace.SpanContext{},
+		devices: map[string]*entry{}, tags: map[string]string{},
+		dirty: map[string]trace.SpanContext{},
 	}
 	in, err := newInstruments(tel, inv)
 	if err != nil {
@@ -168,10 +173,19 @@ func (inv *Inventory) Load(ctx context.Context) error {
 		}
 	}
 	slices.SortFunc(sorted, func(a, b *entry) int { return strings.Compare(a.id, b.id) })
+	tags := map[string]string{}
+	for _, e := range sorted {
+		if t := e.spec.GetRfidTag(); t != "" && e.spec.GetDecommissionTime() == nil {
+			tags[t] = e.id
+		}
+	}
 	inv.mu.Lock()
 	inv.devices, inv.sorted = devices, sorted
 	inv.decommissioned.Store(int64(decommissioned))
 	inv.mu.Unlock()
+	inv.tagMu.Lock()
+	inv.tags = tags
+	inv.tagMu.Unlock()
 	inv.log.Info("inventory loaded", "devices", len(sorted))
 	return nil
 }
@@ -214,6 +228,9 @@ func (inv *Inventory) view(id string, e *entry, now time.Time) *pb.Device {
 	d.Status.Connectivity = pb.Connectivity_CONNECTIVITY_OFFLINE
 	if inv.online(e.status, now) {
 		d.Status.Connectivity = pb.Connectivity_CONNECTIVITY_ONLINE
+	}
+	if d.GetDecommissionTime() != nil {
+		d.Status.Availability = pb.Availability_AVAILABILITY_DECOMMISSIONED
 	}
 	return d
 }

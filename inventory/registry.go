@@ -29,7 +29,7 @@ const (
 var labelKeyPattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,62}$`)
 
 // UpdatableFields are the registry fields UpdateDevice may change.
-var UpdatableFields = []string{"profile", "model", "manufacturer", "serial", "udi", "labels", "site"}
+var UpdatableFields = []string{"profile", "model", "manufacturer", "serial", "udi", "labels", "site", "rfid_tag"}
 
 // Create adds a device. With a requestID seen in the last 24 hours it
 // returns the device that request created instead.
@@ -52,11 +52,15 @@ func (inv *Inventory) Create(ctx context.Context, id string, d *pb.Device, reque
 		Udi:          d.GetUdi(),
 		Site:         d.GetSite(),
 		Labels:       d.GetLabels(),
+		RfidTag:      strings.ToUpper(d.GetRfidTag()),
 		CreateTime:   ts(now),
 		UpdateTime:   ts(now),
 	}
 	if err := validateSpec("device.", spec); err != nil {
 		return nil, err
+	}
+	if other, ok := inv.tagTaken(id, spec.GetRfidTag()); ok {
+		return nil, fmt.Errorf("%w: tag %s is on devices/%s", ErrAlreadyExists, spec.GetRfidTag(), other)
 	}
 	return inv.create(ctx, id, spec, requestID)
 }
@@ -77,6 +81,7 @@ func (inv *Inventory) create(ctx context.Context, id string, spec *pb.Device, re
 		return inv.Get(madeBy)
 	}
 	e := &entry{id: id, spec: spec, rev: rev, status: &pb.DeviceStatus{}}
+	inv.retag(id, "", spec.GetRfidTag())
 	inv.mu.Lock()
 	inv.devices[id] = e
 	i, _ := slices.BinarySearchFunc(inv.sorted, id, func(x *entry, id string) int { return strings.Compare(x.id, id) })
@@ -207,7 +212,7 @@ func (inv *Inventory) Update(ctx context.Context, id string, d *pb.Device, paths
 	}
 	for _, p := range paths {
 		if !slices.Contains(UpdatableFields, p) {
-			return nil, &FieldError{Field: "update_mask", Reason: fmt.Sprintf("%q cannot be updated; updatable: profile, model, manufacturer, serial, udi, labels, site", p)}
+			return nil, &FieldError{Field: "update_mask", Reason: fmt.Sprintf("%q cannot be updated; updatable: %s", p, strings.Join(UpdatableFields, ", "))}
 		}
 	}
 	return inv.modify(ctx, id, etag, func(spec *pb.Device) error {
@@ -227,9 +232,17 @@ func (inv *Inventory) Update(ctx context.Context, id string, d *pb.Device, paths
 				spec.Site = d.GetSite()
 			case "labels":
 				spec.Labels = maps.Clone(d.GetLabels())
+			case "rfid_tag":
+				spec.RfidTag = strings.ToUpper(d.GetRfidTag())
 			}
 		}
-		return validateSpec("device.", spec)
+		if err := validateSpec("device.", spec); err != nil {
+			return err
+		}
+		if other, ok := inv.tagTaken(id, spec.GetRfidTag()); ok {
+			return fmt.Errorf("%w: tag %s is on devices/%s; untag it first", ErrAlreadyExists, spec.GetRfidTag(), other)
+		}
+		return nil
 	})
 }
 
@@ -274,9 +287,16 @@ func (inv *Inventory) modify(ctx context.Context, id, etag string, change func(*
 		return nil, err
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	old := e.spec.GetRfidTag()
 	e.spec, e.rev = spec, newRev
-	return inv.view(id, e, inv.now()), nil
+	d := inv.view(id, e, inv.now())
+	e.mu.Unlock()
+	tag := spec.GetRfidTag()
+	if spec.GetDecommissionTime() != nil {
+		tag = "" // a decommissioned device's tag locates nothing
+	}
+	inv.retag(id, old, tag)
+	return d, nil
 }
 
 var sitePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -299,6 +319,9 @@ func validateSpec(prefix string, d *pb.Device) error {
 	}
 	if d.GetModel() == "" {
 		return &FieldError{Field: prefix + "model", Reason: "required"}
+	}
+	if tag := d.GetRfidTag(); tag != "" && !epcPattern.MatchString(tag) {
+		return &FieldError{Field: prefix + "rfid_tag", Reason: fmt.Sprintf("%q is not an EPC: 8 to 64 hex digits", tag)}
 	}
 	if site := d.GetSite(); site != "" && !sitePattern.MatchString(site) {
 		return &FieldError{Field: prefix + "site", Reason: fmt.Sprintf("%q is not a site id: 1-64 of [a-z0-9._-], starting with a letter or digit", site)}

@@ -23,7 +23,9 @@ type Summary struct {
 	// its registration is current.
 	Registered time.Time
 	Online     bool
-	InUse      bool // it reports clinical state in_use
+	// InUse: the device reports in_use, or people marked it so.
+	InUse        bool
+	Availability pb.Availability
 	// FirmwareState and FirmwareResult are the LwM2M object 5 numbers the
 	// device reported last; FirmwareTime is when either changed.
 	FirmwareState, FirmwareResult int32
@@ -78,11 +80,15 @@ func (inv *Inventory) summarize(e *entry, now time.Time, s *Summary) {
 		LastSeen: st.GetLastSeenTime().AsTime(), Battery: nan,
 		Labels: spec.GetLabels(), Alarms: st.GetAlarmCounts(), Telemetry: st.GetTelemetry(),
 		Registered: st.GetRegistrationTime().AsTime(), Online: inv.online(st, now),
-		InUse:         st.GetClinicalState() == pb.ClinicalState_CLINICAL_STATE_IN_USE,
+		InUse:         st.GetClinicalState() == pb.ClinicalState_CLINICAL_STATE_IN_USE || st.GetAvailability() == pb.Availability_AVAILABILITY_IN_USE,
+		Availability:  st.GetAvailability(),
 		FirmwareState: st.GetFirmwareUpdateState(), FirmwareResult: st.GetFirmwareUpdateResult(),
 		FirmwareTime: st.GetFirmwareUpdateTime().AsTime()}
 	if st.BatteryPercent != nil {
 		s.Battery = st.GetBatteryPercent()
+	}
+	if s.Decommissioned {
+		s.Availability = pb.Availability_AVAILABILITY_DECOMMISSIONED
 	}
 }
 

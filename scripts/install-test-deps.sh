@@ -6,6 +6,7 @@ need=()
 command -v coap-client-notls >/dev/null || need+=(libcoap3-bin)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v xxd >/dev/null || need+=(xxd)
+command -v chromium >/dev/null || need+=(chromium chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "installing ${need[*]}" >&2

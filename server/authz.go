@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/medfleet/medfleet/access"
+	"github.com/medfleet/medfleet/inventory"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -89,6 +90,16 @@ var rules = map[string]rule{
 	pb.RolloutService_PauseRollout_FullMethodName:       {perm: access.RolloutsWrite, mutation: true, global: true},
 	pb.RolloutService_ResumeRollout_FullMethodName:      {perm: access.RolloutsWrite, mutation: true, global: true},
 	pb.RolloutService_AbortRollout_FullMethodName:       {perm: access.RolloutsWrite, mutation: true, global: true},
+
+	pb.LocationService_ApplyFacility_FullMethodName:       {perm: access.DevicesWrite, mutation: true, global: true},
+	pb.LocationService_GetFacility_FullMethodName:         {perm: access.DevicesRead},
+	pb.LocationService_Locate_FullMethodName:              {perm: access.DevicesRead},
+	pb.LocationService_FindNearest_FullMethodName:         {perm: access.DevicesRead},
+	pb.LocationService_WatchLocations_FullMethodName:      {perm: access.DevicesRead},
+	pb.LocationService_ListLocationHistory_FullMethodName: {perm: access.DevicesRead},
+	pb.LocationService_CheckIn_FullMethodName:             {perm: access.DevicesStatus, mutation: true},
+	pb.LocationService_SetAvailability_FullMethodName:     {perm: access.DevicesStatus, mutation: true},
+	pb.LocationService_ListParLevels_FullMethodName:       {perm: access.DevicesRead},
 
 	"/grpc.health.v1.Health/Check":                                   {public: true},
 	"/grpc.health.v1.Health/Watch":                                   {public: true},
@@ -303,6 +314,10 @@ func detail(req any) string {
 		return r.detail
 	case *pb.CreateRolloutRequest:
 		return "rollout_id=" + r.GetRolloutId()
+	case *pb.SetAvailabilityRequest:
+		return inventory.AvailabilityName(r.GetAvailability()) + ": " + r.GetReason()
+	case *pb.CheckInRequest:
+		return "zone=" + r.GetZone()
 	case *pb.PauseRolloutRequest:
 		return r.GetReason()
 	case *pb.AbortRolloutRequest:

@@ -15,6 +15,7 @@ import (
 	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/internal/pki"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/inventory/location"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -31,7 +32,9 @@ type coapBackend struct {
 	// images serves GET /fw; rollouts say which image a device is offered.
 	images   *blob.Store
 	rollouts *rollout.Controller
-	log      *slog.Logger
+	// locations hears readers' sightings and devices' access points.
+	locations *location.Engine
+	log       *slog.Logger
 }
 
 var _ gateway.Backend = coapBackend{}
@@ -125,6 +128,15 @@ func (b coapBackend) record(ctx context.Context, device, action, target, detail 
 
 func (b coapBackend) Report(ctx context.Context, device string, r *coap.Report) (*coap.Desired, bool, error) {
 	res, err := b.inv.Report(ctx, device, r)
+	if err == nil && !res.Duplicate && b.locations != nil {
+		now := time.Now()
+		if len(r.Sightings) > 0 {
+			b.locations.Sightings(device, r.Sightings, now)
+		}
+		if r.WiFiBSSID != "" {
+			b.locations.WiFi(device, r.WiFiBSSID, now)
+		}
+	}
 	return b.withFirmware(device, res.Desired), res.Duplicate, coapError(err)
 }
 

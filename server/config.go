@@ -20,6 +20,7 @@ import (
 	"github.com/medfleet/medfleet/firmware"
 	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/inventory/location"
 	"github.com/medfleet/medfleet/maintenance/program"
 )
 
@@ -39,6 +40,7 @@ type Config struct {
 	Maintenance program.Config     `yaml:"maintenance"`
 	Firmware    FirmwareConfig     `yaml:"firmware"`
 	Rollouts    rollout.Config     `yaml:"rollouts"`
+	Location    location.Config    `yaml:"location"`
 	Telemetry   TelemetryConfig    `yaml:"telemetry"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -143,6 +145,7 @@ func DefaultConfig() Config {
 		Maintenance:     program.DefaultConfig(),
 		Firmware:        FirmwareConfig{MaxImageSize: firmware.DefaultMaxImageSize},
 		Rollouts:        rollout.DefaultConfig(),
+		Location:        location.DefaultConfig(),
 		Telemetry:       TelemetryConfig{TraceSampleRatio: 0.01},
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -215,6 +218,9 @@ func (c Config) Validate() error {
 		return errors.New("firmware.dir: required without data_dir")
 	}
 	if err := c.Rollouts.Validate(); err != nil {
+		return err
+	}
+	if err := c.Location.Validate(); err != nil {
 		return err
 	}
 	if (c.GRPC.TLSCert == "") != (c.GRPC.TLSKey == "") {

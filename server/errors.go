@@ -15,6 +15,7 @@ import (
 	"github.com/medfleet/medfleet/firmware"
 	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/inventory/location"
 	"github.com/medfleet/medfleet/maintenance"
 	"github.com/medfleet/medfleet/maintenance/program"
 )
@@ -31,6 +32,7 @@ func grpcError(log *slog.Logger, method string, err error) error {
 		mfe *maintenance.FieldError
 		ffe *firmware.FieldError
 		rfe *rollout.FieldError
+		lfe *location.FieldError
 	)
 	switch {
 	case err == nil:
@@ -49,6 +51,12 @@ func grpcError(log *slog.Logger, method string, err error) error {
 		return invalidArgument(ffe.Field, ffe.Reason)
 	case errors.As(err, &rfe):
 		return invalidArgument(rfe.Field, rfe.Reason)
+	case errors.As(err, &lfe):
+		return invalidArgument(lfe.Field, lfe.Reason)
+	case errors.Is(err, location.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, inventory.ErrTransition):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, firmware.ErrNotFound), errors.Is(err, rollout.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, firmware.ErrExists), errors.Is(err, rollout.ErrExists):

@@ -11,10 +11,11 @@ import (
 	"github.com/medfleet/medfleet/inventory"
 )
 
-// httpHandler serves /healthz (200 when etcd answers, 503 when it does not)
-// and, when metrics is not nil, /metrics.
-func (s *Server) httpHandler(store *etcdStore, inv *inventory.Inventory, metrics http.Handler) http.Handler {
+// httpHandler serves /healthz (200 when etcd answers, 503 when it does not),
+// when metrics is not nil /metrics, and the locate page with its API.
+func (s *Server) httpHandler(store *etcdStore, inv *inventory.Inventory, metrics http.Handler, web *webAPI) http.Handler {
 	mux := http.NewServeMux()
+	web.register(mux)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/inventory/location"
 	"github.com/medfleet/medfleet/maintenance/program"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
@@ -194,10 +195,20 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	engine, err := location.New(s.cfg.Location, locationDirectory{inv}, s.log.With("component", "location"), time.Now)
+	if err != nil {
+		return err
+	}
+	facs := newFacilities(store.client, engine, s.log.With("component", "facility"))
+	relay := newAvailabilityRelay(engine)
+	inv.OnAvailability(relay.note)
 	loadCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = errors.Join(inv.Load(loadCtx), users.Load(loadCtx), creds.Load(loadCtx), prog.Load(loadCtx), fw.Load(loadCtx))
+	err = errors.Join(inv.Load(loadCtx), users.Load(loadCtx), creds.Load(loadCtx), prog.Load(loadCtx), fw.Load(loadCtx), facs.Load(loadCtx))
 	if err == nil {
 		err = rollouts.Load(loadCtx) // after the artifacts it offers
+	}
+	if err == nil {
+		err = engine.Load(loadCtx, store.client) // after the facility and the devices
 	}
 	if err == nil {
 		var created bool
@@ -209,7 +220,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	backend := coapBackend{inv: inv, creds: creds, audit: auditLog, serverCA: k.serverCA, images: images, rollouts: rollouts, log: s.log.With("component", "coap")}
+	backend := coapBackend{inv: inv, creds: creds, audit: auditLog, serverCA: k.serverCA, images: images, rollouts: rollouts,
+		locations: engine, log: s.log.With("component", "coap")}
 	gw, err := gateway.New(s.cfg.CoAP.Config, backend, s.log.With("component", "coap"), tel.Providers)
 	if err != nil {
 		return err
@@ -264,9 +276,12 @@ func (s *Server) Run(ctx context.Context) error {
 	pb.RegisterMaintenanceServiceServer(grpcSrv, &maintenanceService{prog: prog, inv: inv, log: s.log})
 	pb.RegisterFirmwareServiceServer(grpcSrv, &firmwareService{store: fw, log: s.log})
 	pb.RegisterRolloutServiceServer(grpcSrv, &rolloutService{ctl: rollouts, prop: tel.Propagator, log: s.log})
+	locSvc := &locationService{engine: engine, facilities: facs, inv: inv, log: s.log}
+	pb.RegisterLocationServiceServer(grpcSrv, locSvc)
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
-	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics), ReadHeaderTimeout: 10 * time.Second}
+	web := &webAPI{loc: locSvc, users: users, insecure: s.cfg.GRPC.Insecure, audit: auditLog, log: s.log.With("component", "web")}
+	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics, web), ReadHeaderTimeout: 10 * time.Second}
 
 	s.mu.Lock()
 	s.inv, s.gw, s.creds, s.keys = inv, gw, creds, k
@@ -281,8 +296,9 @@ func (s *Server) Run(ctx context.Context) error {
 	// accepted and every mutation they made is recorded.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBg()
-	invDone, auditDone := make(chan error, 1), make(chan error, 1)
+	invDone, auditDone, locDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() { invDone <- inv.Run(bgCtx) }()
+	go func() { locDone <- engine.RunFlusher(bgCtx, store.client, time.Second) }()
 	go func() { auditDone <- auditLog.Run(bgCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -294,6 +310,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return prog.Run(gctx) })
 	g.Go(func() error { return fw.Run(gctx) })
 	g.Go(func() error { return rollouts.Run(gctx) })
+	g.Go(func() error { return facs.Run(gctx) })
+	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error { return relay.run(gctx) })
 	// The rollout controller runs on the elected leader only, its writes
 	// fenced by the leader key.
 	g.Go(func() error {
@@ -341,6 +360,9 @@ func (s *Server) Run(ctx context.Context) error {
 	stopBg()
 	if aerr := <-auditDone; aerr != nil {
 		err = errors.Join(err, aerr)
+	}
+	if lerr := <-locDone; lerr != nil {
+		s.log.Error("last flush of device locations failed: the devices' next sightings find them again", "err", lerr)
 	}
 	if cerr := <-invDone; cerr != nil {
 		s.log.Error("last checkpoint failed: status since the previous one is lost until devices report again", "err", cerr)

@@ -38,7 +38,7 @@ func (c *cli) deviceCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "device",
 		Aliases: []string{"devices"},
-		Short:   "List, show, create, update and decommission devices; enrol them",
+		Short:   "List, show, create, update and decommission devices; enrol and tag them; set their availability",
 		Long: `Devices are named by their id, as in "pump-0001", or by their resource
 name, as in "devices/pump-0001".`,
 		Args: subcommandArgs,
@@ -52,6 +52,9 @@ name, as in "devices/pump-0001".`,
 		c.deviceDeleteCommand(),
 		c.deviceEnrollCommand(),
 		c.deviceCredentialCommand(),
+		c.deviceTagCommand(),
+		c.deviceStatusCommand(),
+		c.deviceCleanCommand(),
 	)
 	return cmd
 }
@@ -485,6 +488,143 @@ over CoAP, and no longer shows in "device list" unless --show-decommissioned.`,
 	}
 	cmd.Flags().StringVar(&etag, "etag", "", "decommission only if the device still has this etag")
 	return cmd
+}
+
+func (c *cli) deviceTagCommand() *cobra.Command {
+	var remove bool
+	cmd := &cobra.Command{
+		Use:   "tag ID EPC | tag ID --remove",
+		Short: "Record the RFID tag on a device, or remove it",
+		Long: `Record the EPC of the RFID tag fixed to a device (8 to 64 hex digits, in
+any case; kept in upper case): the facility's readers then locate the
+device by its tag, and "locate tags/EPC" finds it. A tag is on one device
+at most: tagging a second device with it fails with "already exists" (exit
+code 4) until the first is untagged. --remove untags the device.
+
+With -o json the output is the Device.`,
+		Example: `  medfleetctl device tag pump-0001 E28011700000020F1A2B3C4D
+  medfleetctl device tag pump-0001 --remove`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if remove {
+				return exactArgs(1, "one device id with --remove")(cmd, args)
+			}
+			return exactArgs(2, "a device id and an EPC")(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseDeviceID(args[0])
+			if err != nil {
+				return usageError{cmd: cmd.CommandPath(), err: err}
+			}
+			var epc string
+			if !remove {
+				if epc, err = parseEPC(args[1]); err != nil {
+					return usageError{cmd: cmd.CommandPath(), err: err}
+				}
+			}
+			req := &medfleetv1.UpdateDeviceRequest{
+				Device:     &medfleetv1.Device{Name: devicesPrefix + id, RfidTag: epc},
+				UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"rfid_tag"}},
+			}
+			return c.withDeviceClient(cmd.Context(), func(client medfleetv1.DeviceServiceClient) error {
+				rctx, cancel := c.rpcContext(cmd.Context())
+				defer cancel()
+				d, err := client.UpdateDevice(rctx, req)
+				if err != nil {
+					return err
+				}
+				if c.flags.output == "json" {
+					return writeJSON(c.stdout, d)
+				}
+				if d.GetRfidTag() == "" {
+					_, err = fmt.Fprintf(c.stdout, "untagged %s\n", cell(deviceID(d.GetName())))
+					return err
+				}
+				_, err = fmt.Fprintf(c.stdout, "tagged %s with %s\n", cell(deviceID(d.GetName())), cell(d.GetRfidTag()))
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&remove, "remove", false, "remove the device's tag")
+	return cmd
+}
+
+const deviceStatusLong = `Set a device's availability, as facility staff see it: available (clean
+and ready), in_use, soiled (off a patient, to be cleaned), in_maintenance or
+out_of_service. Devices set in_use and soiled themselves by their reports;
+decommissioning is "device delete"'s.
+
+The server allows a change only in the lifecycle's order and refuses any
+other with "failed precondition" (exit code 6), saying what the device can
+become. Back from out_of_service is only through in_maintenance.
+
+The device is named by its id, its resource name, or the EPC of its RFID tag
+as tags/EPC. --reason is recorded in the audit log. With -o json the output
+is the device's DeviceLocation.`
+
+func (c *cli) deviceStatusCommand() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "status ID|tags/EPC AVAILABILITY [--reason R]",
+		Short: "Set a device's availability: available, in_use, soiled, in_maintenance, out_of_service",
+		Long:  deviceStatusLong,
+		Example: `  medfleetctl device status pump-0001 soiled
+  medfleetctl device status pump-0001 out_of_service --reason "cracked housing"
+  medfleetctl device status tags/E28011700000020F1A2B3C4D available`,
+		Args: exactArgs(2, "a device id or tags/EPC, and an availability"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := parseDeviceRef(args[0])
+			if err != nil {
+				return usageError{cmd: cmd.CommandPath(), err: err}
+			}
+			a, err := parseAvailability(args[1])
+			if err != nil {
+				return usageErrorf(cmd, "%savailability: %v", subPath(cmd), err)
+			}
+			return c.setAvailability(cmd, ref, a, reason)
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	return cmd
+}
+
+func (c *cli) deviceCleanCommand() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "clean ID|tags/EPC",
+		Short: "Mark a cleaned device available (device status ID available)",
+		Long: `Mark a device available again once it has been cleaned: "device status ID
+available" with the reason "cleaned", unless --reason says otherwise.`,
+		Example: `  medfleetctl device clean pump-0001
+  medfleetctl device clean tags/E28011700000020F1A2B3C4D`,
+		Args: exactArgs(1, "one device id or tags/EPC"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := parseDeviceRef(args[0])
+			if err != nil {
+				return usageError{cmd: cmd.CommandPath(), err: err}
+			}
+			return c.setAvailability(cmd, ref, medfleetv1.Availability_AVAILABILITY_AVAILABLE, reason)
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "cleaned", "why, for the audit log")
+	return cmd
+}
+
+// setAvailability sends SetAvailability and says what the device is now.
+func (c *cli) setAvailability(cmd *cobra.Command, ref string, a medfleetv1.Availability, reason string) error {
+	req := &medfleetv1.SetAvailabilityRequest{Device: ref, Availability: a, Reason: reason}
+	return c.withLocationClient(cmd.Context(), func(client medfleetv1.LocationServiceClient) error {
+		rctx, cancel := c.rpcContext(cmd.Context())
+		defer cancel()
+		l, err := client.SetAvailability(rctx, req)
+		if err != nil {
+			return err
+		}
+		if c.flags.output == "json" {
+			return writeJSON(c.stdout, l)
+		}
+		_, err = fmt.Fprintf(c.stdout, "%s is %s\n", cell(deviceID(l.GetDevice())), availabilityWord(l.GetAvailability()))
+		return err
+	})
 }
 
 // label is one key=value of a --label flag.

@@ -212,6 +212,12 @@ func (c *cli) rootCommand() *cobra.Command {
 		c.workorderCommand(),
 		c.firmwareCommand(),
 		c.rolloutCommand(),
+		c.facilityCommand(),
+		c.locateCommand(),
+		c.findCommand(),
+		c.checkinCommand(),
+		c.parCommand(),
+		c.locationCommand(),
 		c.versionCommand(),
 	)
 	return root

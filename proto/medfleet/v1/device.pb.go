@@ -22,6 +22,72 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Whether a device can be taken for a patient: the clinical availability
+// that facility staff see and change.
+type Availability int32
+
+const (
+	Availability_AVAILABILITY_UNSPECIFIED Availability = 0
+	// Clean and ready.
+	Availability_AVAILABILITY_AVAILABLE Availability = 1
+	// On a patient: set when the device reports in_use.
+	Availability_AVAILABILITY_IN_USE Availability = 2
+	// Off a patient, to be cleaned: set when a device in use reports idle.
+	Availability_AVAILABILITY_SOILED         Availability = 3
+	Availability_AVAILABILITY_IN_MAINTENANCE Availability = 4
+	Availability_AVAILABILITY_OUT_OF_SERVICE Availability = 5
+	Availability_AVAILABILITY_DECOMMISSIONED Availability = 6
+)
+
+// Enum value maps for Availability.
+var (
+	Availability_name = map[int32]string{
+		0: "AVAILABILITY_UNSPECIFIED",
+		1: "AVAILABILITY_AVAILABLE",
+		2: "AVAILABILITY_IN_USE",
+		3: "AVAILABILITY_SOILED",
+		4: "AVAILABILITY_IN_MAINTENANCE",
+		5: "AVAILABILITY_OUT_OF_SERVICE",
+		6: "AVAILABILITY_DECOMMISSIONED",
+	}
+	Availability_value = map[string]int32{
+		"AVAILABILITY_UNSPECIFIED":    0,
+		"AVAILABILITY_AVAILABLE":      1,
+		"AVAILABILITY_IN_USE":         2,
+		"AVAILABILITY_SOILED":         3,
+		"AVAILABILITY_IN_MAINTENANCE": 4,
+		"AVAILABILITY_OUT_OF_SERVICE": 5,
+		"AVAILABILITY_DECOMMISSIONED": 6,
+	}
+)
+
+func (x Availability) Enum() *Availability {
+	p := new(Availability)
+	*p = x
+	return p
+}
+
+func (x Availability) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Availability) Descriptor() protoreflect.EnumDescriptor {
+	return file_medfleet_v1_device_proto_enumTypes[0].Descriptor()
+}
+
+func (Availability) Type() protoreflect.EnumType {
+	return &file_medfleet_v1_device_proto_enumTypes[0]
+}
+
+func (x Availability) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Availability.Descriptor instead.
+func (Availability) EnumDescriptor() ([]byte, []int) {
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{0}
+}
+
 // What a device itself knows about its clinical use.
 type ClinicalState int32
 
@@ -62,11 +128,11 @@ func (x ClinicalState) String() string {
 }
 
 func (ClinicalState) Descriptor() protoreflect.EnumDescriptor {
-	return file_medfleet_v1_device_proto_enumTypes[0].Descriptor()
+	return file_medfleet_v1_device_proto_enumTypes[1].Descriptor()
 }
 
 func (ClinicalState) Type() protoreflect.EnumType {
-	return &file_medfleet_v1_device_proto_enumTypes[0]
+	return &file_medfleet_v1_device_proto_enumTypes[1]
 }
 
 func (x ClinicalState) Number() protoreflect.EnumNumber {
@@ -75,7 +141,7 @@ func (x ClinicalState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClinicalState.Descriptor instead.
 func (ClinicalState) EnumDescriptor() ([]byte, []int) {
-	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{0}
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{1}
 }
 
 // Whether the device's registration is alive: last contact + registration
@@ -113,11 +179,11 @@ func (x Connectivity) String() string {
 }
 
 func (Connectivity) Descriptor() protoreflect.EnumDescriptor {
-	return file_medfleet_v1_device_proto_enumTypes[1].Descriptor()
+	return file_medfleet_v1_device_proto_enumTypes[2].Descriptor()
 }
 
 func (Connectivity) Type() protoreflect.EnumType {
-	return &file_medfleet_v1_device_proto_enumTypes[1]
+	return &file_medfleet_v1_device_proto_enumTypes[2]
 }
 
 func (x Connectivity) Number() protoreflect.EnumNumber {
@@ -126,7 +192,7 @@ func (x Connectivity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Connectivity.Descriptor instead.
 func (Connectivity) EnumDescriptor() ([]byte, []int) {
-	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{1}
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{2}
 }
 
 // A connected medical device: an infusion pump, a CPAP, an RFID reader, and so
@@ -167,7 +233,10 @@ type Device struct {
 	Status *DeviceStatus `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
 	// The site the device belongs to (a facility site id). Tokens scoped to a
 	// site see only its devices.
-	Site          string `protobuf:"bytes,13,opt,name=site,proto3" json:"site,omitempty"`
+	Site string `protobuf:"bytes,13,opt,name=site,proto3" json:"site,omitempty"`
+	// The EPC of the RFID tag on the device, upper-case hex, if it has one:
+	// readers' sightings of it locate the device.
+	RfidTag       string `protobuf:"bytes,14,opt,name=rfid_tag,json=rfidTag,proto3" json:"rfid_tag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +362,13 @@ func (x *Device) GetSite() string {
 	return ""
 }
 
+func (x *Device) GetRfidTag() string {
+	if x != nil {
+		return x.RfidTag
+	}
+	return ""
+}
+
 // Reported and derived state of a device. etcd stores it under
 // /medfleet/v1/status/{device}, checkpointed in batches.
 type DeviceStatus struct {
@@ -334,8 +410,12 @@ type DeviceStatus struct {
 	FirmwareUpdateState  int32                  `protobuf:"varint,19,opt,name=firmware_update_state,json=firmwareUpdateState,proto3" json:"firmware_update_state,omitempty"`
 	FirmwareUpdateResult int32                  `protobuf:"varint,20,opt,name=firmware_update_result,json=firmwareUpdateResult,proto3" json:"firmware_update_result,omitempty"`
 	FirmwareUpdateTime   *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=firmware_update_time,json=firmwareUpdateTime,proto3" json:"firmware_update_time,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Clinical availability. Unspecified until the device's first report or
+	// a person sets it.
+	Availability     Availability           `protobuf:"varint,22,opt,name=availability,proto3,enum=medfleet.v1.Availability" json:"availability,omitempty"`
+	AvailabilityTime *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=availability_time,json=availabilityTime,proto3" json:"availability_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeviceStatus) Reset() {
@@ -515,11 +595,25 @@ func (x *DeviceStatus) GetFirmwareUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *DeviceStatus) GetAvailability() Availability {
+	if x != nil {
+		return x.Availability
+	}
+	return Availability_AVAILABILITY_UNSPECIFIED
+}
+
+func (x *DeviceStatus) GetAvailabilityTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AvailabilityTime
+	}
+	return nil
+}
+
 var File_medfleet_v1_device_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x18medfleet/v1/device.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x04\n" +
+	"\x18medfleet/v1/device.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x04\n" +
 	"\x06Device\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x14\n" +
@@ -536,10 +630,12 @@ const file_medfleet_v1_device_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x10decommissionTime\x12\x12\n" +
 	"\x04etag\x18\v \x01(\tR\x04etag\x121\n" +
 	"\x06status\x18\f \x01(\v2\x19.medfleet.v1.DeviceStatusR\x06status\x12\x12\n" +
-	"\x04site\x18\r \x01(\tR\x04site\x1a9\n" +
+	"\x04site\x18\r \x01(\tR\x04site\x12\x19\n" +
+	"\brfid_tag\x18\x0e \x01(\tR\arfidTag\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\t\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe3\n" +
+	"\n" +
 	"\fDeviceStatus\x12#\n" +
 	"\rusage_seconds\x18\x01 \x01(\x01R\fusageSeconds\x12\x1f\n" +
 	"\vusage_hours\x18\x02 \x01(\x01R\n" +
@@ -564,7 +660,9 @@ const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\x11reports_duplicate\x18\x12 \x01(\x04R\x10reportsDuplicate\x122\n" +
 	"\x15firmware_update_state\x18\x13 \x01(\x05R\x13firmwareUpdateState\x124\n" +
 	"\x16firmware_update_result\x18\x14 \x01(\x05R\x14firmwareUpdateResult\x12L\n" +
-	"\x14firmware_update_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x12firmwareUpdateTime\x1a>\n" +
+	"\x14firmware_update_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x12firmwareUpdateTime\x12=\n" +
+	"\favailability\x18\x16 \x01(\x0e2\x19.medfleet.v1.AvailabilityR\favailability\x12G\n" +
+	"\x11availability_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x10availabilityTime\x1a>\n" +
 	"\x10AlarmCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
@@ -572,7 +670,15 @@ const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\x12\n" +
 	"\x10_battery_percentB\x10\n" +
-	"\x0e_wifi_rssi_dbm*\x9a\x01\n" +
+	"\x0e_wifi_rssi_dbm*\xdd\x01\n" +
+	"\fAvailability\x12\x1c\n" +
+	"\x18AVAILABILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16AVAILABILITY_AVAILABLE\x10\x01\x12\x17\n" +
+	"\x13AVAILABILITY_IN_USE\x10\x02\x12\x17\n" +
+	"\x13AVAILABILITY_SOILED\x10\x03\x12\x1f\n" +
+	"\x1bAVAILABILITY_IN_MAINTENANCE\x10\x04\x12\x1f\n" +
+	"\x1bAVAILABILITY_OUT_OF_SERVICE\x10\x05\x12\x1f\n" +
+	"\x1bAVAILABILITY_DECOMMISSIONED\x10\x06*\x9a\x01\n" +
 	"\rClinicalState\x12\x1e\n" +
 	"\x1aCLINICAL_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CLINICAL_STATE_IDLE\x10\x01\x12\x19\n" +
@@ -596,36 +702,39 @@ func file_medfleet_v1_device_proto_rawDescGZIP() []byte {
 	return file_medfleet_v1_device_proto_rawDescData
 }
 
-var file_medfleet_v1_device_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_medfleet_v1_device_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_medfleet_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_medfleet_v1_device_proto_goTypes = []any{
-	(ClinicalState)(0),            // 0: medfleet.v1.ClinicalState
-	(Connectivity)(0),             // 1: medfleet.v1.Connectivity
-	(*Device)(nil),                // 2: medfleet.v1.Device
-	(*DeviceStatus)(nil),          // 3: medfleet.v1.DeviceStatus
-	nil,                           // 4: medfleet.v1.Device.LabelsEntry
-	nil,                           // 5: medfleet.v1.DeviceStatus.AlarmCountsEntry
-	nil,                           // 6: medfleet.v1.DeviceStatus.TelemetryEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(Availability)(0),             // 0: medfleet.v1.Availability
+	(ClinicalState)(0),            // 1: medfleet.v1.ClinicalState
+	(Connectivity)(0),             // 2: medfleet.v1.Connectivity
+	(*Device)(nil),                // 3: medfleet.v1.Device
+	(*DeviceStatus)(nil),          // 4: medfleet.v1.DeviceStatus
+	nil,                           // 5: medfleet.v1.Device.LabelsEntry
+	nil,                           // 6: medfleet.v1.DeviceStatus.AlarmCountsEntry
+	nil,                           // 7: medfleet.v1.DeviceStatus.TelemetryEntry
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_medfleet_v1_device_proto_depIdxs = []int32{
-	4,  // 0: medfleet.v1.Device.labels:type_name -> medfleet.v1.Device.LabelsEntry
-	7,  // 1: medfleet.v1.Device.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 2: medfleet.v1.Device.update_time:type_name -> google.protobuf.Timestamp
-	7,  // 3: medfleet.v1.Device.decommission_time:type_name -> google.protobuf.Timestamp
-	3,  // 4: medfleet.v1.Device.status:type_name -> medfleet.v1.DeviceStatus
-	0,  // 5: medfleet.v1.DeviceStatus.clinical_state:type_name -> medfleet.v1.ClinicalState
-	1,  // 6: medfleet.v1.DeviceStatus.connectivity:type_name -> medfleet.v1.Connectivity
-	7,  // 7: medfleet.v1.DeviceStatus.last_seen_time:type_name -> google.protobuf.Timestamp
-	7,  // 8: medfleet.v1.DeviceStatus.registration_time:type_name -> google.protobuf.Timestamp
-	5,  // 9: medfleet.v1.DeviceStatus.alarm_counts:type_name -> medfleet.v1.DeviceStatus.AlarmCountsEntry
-	6,  // 10: medfleet.v1.DeviceStatus.telemetry:type_name -> medfleet.v1.DeviceStatus.TelemetryEntry
-	7,  // 11: medfleet.v1.DeviceStatus.firmware_update_time:type_name -> google.protobuf.Timestamp
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	5,  // 0: medfleet.v1.Device.labels:type_name -> medfleet.v1.Device.LabelsEntry
+	8,  // 1: medfleet.v1.Device.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 2: medfleet.v1.Device.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 3: medfleet.v1.Device.decommission_time:type_name -> google.protobuf.Timestamp
+	4,  // 4: medfleet.v1.Device.status:type_name -> medfleet.v1.DeviceStatus
+	1,  // 5: medfleet.v1.DeviceStatus.clinical_state:type_name -> medfleet.v1.ClinicalState
+	2,  // 6: medfleet.v1.DeviceStatus.connectivity:type_name -> medfleet.v1.Connectivity
+	8,  // 7: medfleet.v1.DeviceStatus.last_seen_time:type_name -> google.protobuf.Timestamp
+	8,  // 8: medfleet.v1.DeviceStatus.registration_time:type_name -> google.protobuf.Timestamp
+	6,  // 9: medfleet.v1.DeviceStatus.alarm_counts:type_name -> medfleet.v1.DeviceStatus.AlarmCountsEntry
+	7,  // 10: medfleet.v1.DeviceStatus.telemetry:type_name -> medfleet.v1.DeviceStatus.TelemetryEntry
+	8,  // 11: medfleet.v1.DeviceStatus.firmware_update_time:type_name -> google.protobuf.Timestamp
+	0,  // 12: medfleet.v1.DeviceStatus.availability:type_name -> medfleet.v1.Availability
+	8,  // 13: medfleet.v1.DeviceStatus.availability_time:type_name -> google.protobuf.Timestamp
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_medfleet_v1_device_proto_init() }
@@ -639,7 +748,7 @@ func file_medfleet_v1_device_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfleet_v1_device_proto_rawDesc), len(file_medfleet_v1_device_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
