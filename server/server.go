@@ -34,6 +34,7 @@ import (
 	"github.com/medfleet/medfleet/firmware/rollout"
 	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/inventory/facility"
 	"github.com/medfleet/medfleet/inventory/location"
 	"github.com/medfleet/medfleet/maintenance/program"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
@@ -52,6 +53,9 @@ type Server struct {
 	gw    *gateway.Gateway
 	creds *credentials.Store
 	keys  *keys
+	// facs and locations are the facility and the location engine.
+	facs      *facilities
+	locations *location.Engine
 }
 
 // Addrs are the addresses the server listens on, once it is ready.
@@ -109,6 +113,23 @@ func (s *Server) CreateEnrollment(ctx context.Context, device string) (string, e
 	s.mu.Unlock()
 	_, tok, err := creds.CreateEnrollment(ctx, device, "system", 0)
 	return tok, err
+}
+
+// ApplyFacility stores a facility document (YAML), as LocationService's
+// ApplyFacility does; valid after Ready.
+func (s *Server) ApplyFacility(ctx context.Context, yaml []byte) error {
+	s.mu.Lock()
+	facs := s.facs
+	s.mu.Unlock()
+	_, err := facs.Apply(ctx, string(yaml), "", false)
+	return err
+}
+
+// Facility is the facility model in force; valid after Ready.
+func (s *Server) Facility() *facility.Facility {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.locations.Facility()
 }
 
 // CACertificate is the PEM of the CA that signs medfleetd's certificate:
@@ -285,6 +306,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	s.mu.Lock()
 	s.inv, s.gw, s.creds, s.keys = inv, gw, creds, k
+	s.facs, s.locations = facs, engine
 	s.addrs = Addrs{GRPC: grpcLn.Addr(), CoAPDTLS: dtlsLn.Addr(), HTTP: httpLn.Addr()}
 	if coapConn != nil {
 		s.addrs.CoAP = coapConn.LocalAddr()

@@ -6,7 +6,7 @@
 //	          [--grpc-listen ADDR] [--coap-dtls-listen ADDR] [--http-listen ADDR]
 //	          [--tls-cert FILE --tls-key FILE] [--client-ca FILE]
 //	          [--insecure-grpc] [--insecure-coap [--coap-listen ADDR]]
-//	          [--firmware-keys FILE]
+//	          [--firmware-keys FILE] [--facility FILE]
 //	          [--simulate N] [--simulate-time-scale X] [--trace-sample-ratio R]
 //	          [--log-level LEVEL]
 //
@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/medfleet/medfleet/agent"
+	"github.com/medfleet/medfleet/internal/simfleet"
 	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/server"
 )
@@ -64,6 +65,7 @@ func run(args []string) error {
 		insecureGRPC  = fs.Bool("insecure-grpc", false, "INSECURE: plaintext gRPC without authentication; every caller is an administrator (development only)")
 		insecureCoAP  = fs.Bool("insecure-coap", false, "INSECURE: also serve plain CoAP on --coap-listen, where devices are not authenticated")
 		httpListen    = fs.String("http-listen", "", "HTTP address for /healthz (default :8080)")
+		facilityFile  = fs.String("facility", "", "facility YAML to apply at start (examples/facility/hospital.yaml); --simulate's devices then carry RFID tags and move through it")
 		fwKeys        = fs.String("firmware-keys", "", "PEM file of the ed25519 public keys firmware uploads must be signed with (simulated devices trust them too)")
 		simulate      = fs.Int("simulate", 0, "also run this many simulated devices in this process")
 		simTimeScale  = fs.Float64("simulate-time-scale", 60, "simulated device seconds per real second")
@@ -144,7 +146,13 @@ func run(args []string) error {
 	}
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *simulate == 0 {
+	var facilityDoc []byte
+	if *facilityFile != "" {
+		if facilityDoc, err = os.ReadFile(*facilityFile); err != nil {
+			return fmt.Errorf("--facility: %w", err)
+		}
+	}
+	if *simulate == 0 && facilityDoc == nil {
 		return srv.Run(sigCtx)
 	}
 
@@ -162,17 +170,33 @@ func run(args []string) error {
 		stopServer()
 		return <-errc
 	}
-	// The simulated devices enrol themselves over DTLS, with tokens the
-	// server makes for them, as a real device would with one from
-	// medfleetctl.
-	sim, err := agent.NewSimulator(agent.SimConfig{
+	if facilityDoc != nil {
+		if err := srv.ApplyFacility(sigCtx, facilityDoc); err != nil {
+			stopServer()
+			return errors.Join(fmt.Errorf("--facility %s: %w", *facilityFile, err), <-errc)
+		}
+		log.Info("facility applied", "file", *facilityFile, "zones", srv.Facility().Zones())
+	}
+	if *simulate == 0 {
+		select {
+		case err := <-errc:
+			return err
+		case <-sigCtx.Done():
+			stopServer()
+			return <-errc
+		}
+	}
+	sim, err := newSimulator(sigCtx, srv, agent.SimConfig{
 		Server:    loopback(srv.Addrs().CoAPDTLS),
 		Devices:   *simulate,
 		StateDir:  filepath.Join(cfg.DataDir, "simulator"),
 		Interval:  *simInterval,
 		TimeScale: *simTimeScale,
-		CA:        srv.CACertificate(),
-		Enroll:    srv.CreateEnrollment,
+		// The simulated devices enrol themselves over DTLS, with tokens the
+		// server makes for them, as a real device would with one from
+		// medfleetctl.
+		CA:     srv.CACertificate(),
+		Enroll: srv.CreateEnrollment,
 		// The simulated devices trust the keys the server trusts.
 		FirmwareKeysFile: cfg.Firmware.TrustedKeys,
 	}, log.With("component", "simulator"))
@@ -191,6 +215,26 @@ func run(args []string) error {
 		stopServer()
 		return errors.Join(simErr, <-errc)
 	}
+}
+
+// newSimulator builds the simulated fleet. With a facility, its movable
+// devices carry RFID tags (recorded in the registry) and walk through it,
+// and the readers it places report them.
+func newSimulator(ctx context.Context, srv *server.Server, sc agent.SimConfig, log *slog.Logger) (*agent.Simulator, error) {
+	fac := srv.Facility()
+	if fac.Zones() == 0 {
+		return agent.NewSimulator(sc, log)
+	}
+	probe, err := agent.NewSimulator(sc, log) // to learn the fleet's devices
+	if err != nil {
+		return nil, err
+	}
+	devices := probe.Devices()
+	sc.World = simfleet.World(fac, devices)
+	if err := simfleet.TagDevices(ctx, srv.Inventory(), sc.World, devices); err != nil {
+		return nil, err
+	}
+	return agent.NewSimulator(sc, log)
 }
 
 // loopback turns a wildcard listen address into one the simulator can send

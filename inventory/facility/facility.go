@@ -141,3 +141,16 @@ func (f *Facility) TimeZone(site string) (*time.Location, bool) {
 	loc, ok := f.timeZones[site]
 	return loc, ok
 }
+
+// Antennas lists where every reader's antennas are: reader device id ->
+// antenna name -> zone id.
+func (f *Facility) Antennas() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for a, z := range f.antennas {
+		if out[a.reader] == nil {
+			out[a.reader] = map[string]string{}
+		}
+		out[a.reader][a.name] = f.zones[z].ID
+	}
+	return out
+}
