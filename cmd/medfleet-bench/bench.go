@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,9 @@ type Config struct {
 	// Baseline (--baseline) measures a bare CoAP server: no registration,
 	// and every response counts as answered, whatever its code.
 	Baseline bool
+	// Firmware, when Firmware.Devices > 0, adds devices that download an
+	// image while the reporting devices report (firmware.go).
+	Firmware FirmwareConfig
 
 	// CoAP transmission parameters (RFC 7252 section 4.8); tests shorten them.
 	AckTimeout      time.Duration
@@ -51,6 +55,7 @@ func DefaultConfig() Config {
 		AckRandomFactor: 1.5,
 		MaxRetransmit:   4,
 		Drain:           5 * time.Second,
+		Firmware:        DefaultFirmwareConfig(),
 	}
 }
 
@@ -65,13 +70,20 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Server); err != nil {
 		bad("server", "%v", err)
 	}
-	if c.Devices < 1 || c.Devices > 100_000 {
-		bad("devices", "%d is outside 1-100000", c.Devices)
+	minDevices := 1
+	if c.Firmware.Devices > 0 {
+		minDevices = 0 // downloads alone
+	}
+	if c.Devices < minDevices || c.Devices > 100_000 {
+		bad("devices", "%d is outside %d-100000", c.Devices, minDevices)
 	}
 	if !(c.Rate > 0 && c.Rate <= 100) {
 		bad("rate", "%v is outside (0, 100] reports/s per device", c.Rate)
 	}
-	if c.Duration <= 0 || c.Duration > maxRun {
+	switch {
+	case c.Firmware.Devices > 0 && c.Duration != 0:
+		bad("duration", "not with --fw-devices: the downloads set the measured window (--fw-before, at most --fw-timeout, --fw-after)")
+	case c.Firmware.Devices == 0 && (c.Duration <= 0 || c.Duration > maxRun):
 		bad("duration", "%v is outside (0, 1h]", c.Duration)
 	}
 	if c.Warmup < 0 || c.Warmup > maxRun {
@@ -89,6 +101,7 @@ func (c Config) Validate() error {
 	if c.Lifetime < coap.MinLifetime || c.Lifetime > coap.MaxLifetime {
 		bad("lifetime", "%d is outside %d-%d s", c.Lifetime, coap.MinLifetime, coap.MaxLifetime)
 	}
+	errs = append(errs, c.Firmware.validate(c.IDPrefix, c.Baseline)...)
 	if c.AckTimeout <= 0 || c.AckRandomFactor < 1 || c.MaxRetransmit < 0 || c.MaxRetransmit > 10 || c.Drain < 0 {
 		errs = append(errs, fmt.Errorf("transmission parameters: ack timeout %v, random factor %v, max retransmit %d, drain %v",
 			c.AckTimeout, c.AckRandomFactor, c.MaxRetransmit, c.Drain))
@@ -105,6 +118,9 @@ type stats struct {
 	registrations, registrationFailures, reregistrations                             atomic.Uint64
 	codes                                                                            [256]atomic.Uint64
 	latency                                                                          histogram
+	// phases splits the reports into before, during and after the
+	// downloads; nil without them.
+	phases *phaseClock
 }
 
 // DeviceResult is what one device did, for tests and for -json consumers
@@ -119,6 +135,11 @@ type DeviceResult struct {
 // Run runs the load and returns what it measured. It returns early, with
 // what it measured so far, when ctx is cancelled; every device goroutine
 // has stopped and every socket is closed when it returns.
+//
+// Without firmware devices the measured window is --duration after the
+// warm-up. With them it is: --fw-before of reports alone, then the
+// downloads, all starting at once and lasting until the last one ended (at
+// most --fw-timeout), then --fw-after of reports alone.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -128,10 +149,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("--server: %w", err)
 	}
 	devs := make([]*device, 0, cfg.Devices)
+	var fw *firmwareRun
 	defer func() {
 		for _, d := range devs {
 			d.conn.Close() // may be closed already; the error says nothing new
 		}
+		fw.close()
 	}()
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
 	st := &stats{}
@@ -144,39 +167,70 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	start := time.Now().Add(20 * time.Millisecond)
-	win := window{start: start.Add(cfg.Warmup), end: start.Add(cfg.Warmup + cfg.Duration)}
-	runCtx, cancel := context.WithDeadline(ctx, win.end.Add(cfg.Drain))
+	measureFrom := start.Add(cfg.Warmup)
+	end := measureFrom.Add(cfg.Duration)
+	if cfg.Firmware.Devices > 0 {
+		f := cfg.Firmware
+		end = measureFrom.Add(f.Before + f.Timeout + f.After) // the latest it can be
+		st.phases = &phaseClock{fwStart: measureFrom.Add(f.Before)}
+		if fw, err = newFirmwareRun(&cfg, raddr, st.phases.fwStart); err != nil {
+			return nil, err
+		}
+	}
+	win := newWindow(measureFrom, end)
+	runCtx, cancel := context.WithDeadline(ctx, end.Add(cfg.Drain))
 	defer cancel()
 
-	var sampler *procSampler
+	// With downloads, the load generator's own use of the machine and the
+	// machine's are sampled too: the rest of the machine is someone else's
+	// load on a shared machine.
+	var sampler, self, machine *procSampler
 	if cfg.PID > 0 {
 		sampler = newProcSampler(cfg.PID)
 	}
-	samplerDone := make(chan struct{})
-	go func() {
-		defer close(samplerDone)
-		if sampler != nil {
-			sampler.run(ctx, win)
+	if fw != nil {
+		self, machine = newProcSampler(os.Getpid()), newProcSampler(machinePID)
+	}
+	var samplers sync.WaitGroup
+	for _, s := range []*procSampler{sampler, self, machine} {
+		if s != nil {
+			samplers.Go(func() { s.run(ctx, win) })
 		}
-	}()
+	}
 
 	var wg sync.WaitGroup
 	for i, d := range devs {
 		offset := time.Duration(int64(interval) * int64(i) / int64(cfg.Devices))
 		wg.Go(func() { d.run(runCtx, start.Add(offset), interval, win) })
 	}
+	if fw != nil {
+		wg.Go(func() {
+			fwEnd := fw.run(runCtx, func() { sampler.sample(); self.sample(); machine.sample() })
+			st.phases.end(fwEnd)
+			end := fwEnd.Add(cfg.Firmware.After)
+			win.setEnd(end)
+			stop := time.AfterFunc(time.Until(end.Add(cfg.Drain)), cancel)
+			context.AfterFunc(runCtx, func() { stop.Stop() })
+		})
+	}
 	wg.Wait()
-	<-samplerDone
+	samplers.Wait()
 
 	res := &Result{Config: cfg, Interrupted: ctx.Err() != nil}
-	measured := win.end.Sub(win.start)
+	measured := win.End().Sub(win.start)
 	if res.Interrupted {
 		measured = max(time.Since(win.start), 0)
-		measured = min(measured, cfg.Duration)
+		measured = min(measured, win.End().Sub(win.start))
 	}
 	res.fill(st, measured)
 	if sampler != nil {
-		res.Server = sampler.result()
+		res.Server = sampler.result(win.start, win.End())
+	}
+	if fw != nil {
+		res.Firmware = fw.result()
+		res.Phases = st.phases.results(win, sampler, self, machine)
+		res.Bench = self.result(win.start, win.End())
+		res.Machine = machine.result(win.start, win.End())
 	}
 	for _, d := range devs {
 		res.Devices = append(res.Devices, DeviceResult{ID: d.id, Reports: d.acked, LastSeq: d.lastAckedSeq, Usage: d.lastAckedUsage})
@@ -185,9 +239,32 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // window is the measured part of the run: requests due in [start, end).
-type window struct{ start, end time.Time }
+// Its end may move earlier once (setEnd): when the downloads are over.
+type window struct {
+	start   time.Time
+	end     atomic.Int64  // unix ns
+	changed chan struct{} // closed by setEnd
+	once    sync.Once
+}
 
-func (w window) has(t time.Time) bool { return !t.Before(w.start) && t.Before(w.end) }
+func newWindow(start, end time.Time) *window {
+	w := &window{start: start, changed: make(chan struct{})}
+	w.end.Store(end.UnixNano())
+	return w
+}
+
+// End returns the end of the window as it is now known.
+func (w *window) End() time.Time { return time.Unix(0, w.end.Load()) }
+
+// setEnd moves the end; only the first call counts.
+func (w *window) setEnd(t time.Time) {
+	w.once.Do(func() {
+		w.end.Store(t.UnixNano())
+		close(w.changed)
+	})
+}
+
+func (w *window) has(t time.Time) bool { return !t.Before(w.start) && t.UnixNano() < w.end.Load() }
 
 // codeString writes a CoAP code as class.detail ("2.04").
 func codeString(c uint8) string {

@@ -75,3 +75,25 @@ func TestParseProc(t *testing.T) {
 		t.Errorf("parseVmRSS without VmRSS = nil error, want one")
 	}
 }
+
+func TestParseMachineStat(t *testing.T) {
+	tests := []struct {
+		name string
+		stat string
+		want uint64 // 0 for an error
+	}{
+		{"busy", "cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n", 100 + 5 + 50 + 3 + 2 + 1},
+		{"old kernel, 8 counters", "cpu 1 2 3 4 5 6 7 8\n", 1 + 2 + 3 + 6 + 7 + 8},
+		{"short", "cpu 1 2 3\n", 0},
+		{"not cpu", "intr 1 2 3 4 5 6 7 8 9\n", 0},
+		{"not a number", "cpu 1 2 x 4 5 6 7 8\n", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseMachineStat([]byte(tc.stat))
+			if (err != nil) != (tc.want == 0) || got != tc.want {
+				t.Errorf("parseMachineStat(%q) = %d, %v; want %d", tc.stat, got, err, tc.want)
+			}
+		})
+	}
+}

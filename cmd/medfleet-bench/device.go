@@ -66,14 +66,17 @@ func newDevice(id string, idx int, conn *net.UDPConn, cfg *Config, st *stats) *d
 // open loop: a tick that comes due while the device is still busy (waiting
 // for an answer, registering, or holding off after a 4.29 or 5.03) is
 // skipped and counted, never queued.
-func (d *device) run(ctx context.Context, first time.Time, interval time.Duration, win window) {
+func (d *device) run(ctx context.Context, first time.Time, interval time.Duration, win *window) {
 	defer d.conn.Close()
 	stop := context.AfterFunc(ctx, func() { d.conn.Close() }) // unblocks a Read
 	defer stop()
 	due := first
-	for due.Before(win.end) {
+	for due.Before(win.End()) {
 		if !sleepUntil(ctx, due) {
 			return
+		}
+		if !due.Before(win.End()) {
+			return // the window ended early while the device slept
 		}
 		inWin := win.has(due)
 		if inWin {
@@ -85,10 +88,11 @@ func (d *device) run(ctx context.Context, first time.Time, interval time.Duratio
 		if d.holdUntil.After(busy) {
 			busy = d.holdUntil
 		}
-		for due = due.Add(interval); due.Before(busy) && due.Before(win.end); due = due.Add(interval) {
+		for due = due.Add(interval); due.Before(busy) && due.Before(win.End()); due = due.Add(interval) {
 			if win.has(due) {
 				d.st.attempted.Add(1)
 				d.st.skipped.Add(1)
+				d.st.phases.at(due).skipped.Add(1)
 			}
 			d.advance(interval)
 		}
@@ -116,6 +120,7 @@ func (d *device) report(ctx context.Context, inWin bool) {
 		if !d.registered && !d.register(ctx) {
 			if inWin {
 				d.st.skipped.Add(1) // busy registering
+				d.st.phases.at(time.Now()).skipped.Add(1)
 			}
 			return
 		}
@@ -126,10 +131,13 @@ func (d *device) report(ctx context.Context, inWin bool) {
 		if err != nil {
 			panic(fmt.Sprintf("medfleet-bench: encoding a report: %v", err)) // a bug in build
 		}
+		ph := d.st.phases.at(time.Now()) // the phase of the first transmission
 		resp, rtt, retrans, err := d.exchange(ctx, coap.PathData, []string{coap.QueryEndpoint + "=" + d.id}, coap.FormatSenMLCBOR, payload)
 		if inWin {
 			d.st.sent.Add(1)
 			d.st.retransmissions.Add(uint64(retrans))
+			ph.sent.Add(1)
+			ph.retransmissions.Add(uint64(retrans))
 		}
 		switch {
 		case errors.Is(err, errStopped):
@@ -140,6 +148,7 @@ func (d *device) report(ctx context.Context, inWin bool) {
 		case errors.Is(err, errTimeout):
 			if inWin {
 				d.st.timeouts.Add(1)
+				ph.timeouts.Add(1)
 			}
 			return // resent unchanged at the next tick
 		case errors.Is(err, errReset):
@@ -154,6 +163,7 @@ func (d *device) report(ctx context.Context, inWin bool) {
 			d.st.latency.Record(rtt)
 			d.st.codes[resp.Code].Add(1)
 			d.st.answered.Add(1)
+			ph.latency.Record(rtt)
 		}
 		if d.cfg.Baseline { // a bare server: any answer will do
 			d.pending = nil
@@ -163,6 +173,7 @@ func (d *device) report(ctx context.Context, inWin bool) {
 		case codes.Changed:
 			if inWin {
 				d.st.acked.Add(1)
+				ph.acked.Add(1)
 			}
 			d.acked++
 			d.lastAckedSeq, d.lastAckedUsage = d.pending.Seq, *d.pending.Usage
@@ -358,14 +369,19 @@ func (d *device) exchange(ctx context.Context, path string, query []string, form
 	}
 }
 
-// read reads one datagram before deadline. Silence and "connection
-// refused" (an ICMP port unreachable: no server) are both errTimeout, the
-// latter once deadline has passed.
+// read reads one datagram before deadline.
 func (d *device) read(ctx context.Context, deadline time.Time) (int, error) {
-	if err := d.conn.SetReadDeadline(deadline); err != nil {
+	return readBefore(ctx, d.conn, d.in, deadline)
+}
+
+// readBefore reads one datagram from conn into buf before deadline.
+// Silence and "connection refused" (an ICMP port unreachable: no server)
+// are both errTimeout, the latter once deadline has passed.
+func readBefore(ctx context.Context, conn *net.UDPConn, buf []byte, deadline time.Time) (int, error) {
+	if err := conn.SetReadDeadline(deadline); err != nil {
 		return 0, errStopped
 	}
-	n, err := d.conn.Read(d.in)
+	n, err := conn.Read(buf)
 	switch {
 	case err == nil:
 		return n, nil
@@ -380,11 +396,13 @@ func (d *device) read(ctx context.Context, deadline time.Time) (int, error) {
 }
 
 // ack acknowledges a confirmable message from the server.
-func (d *device) ack(mid int32) {
+func (d *device) ack(mid int32) { ackOn(d.conn, mid) }
+
+func ackOn(conn *net.UDPConn, mid int32) {
 	var buf [4]byte
 	n, err := coder.DefaultCoder.Encode(message.Message{Code: codes.Empty, MessageID: mid, Type: message.Acknowledgement}, buf[:])
 	if err == nil {
-		d.conn.Write(buf[:n]) // best effort, like every UDP send
+		conn.Write(buf[:n]) // best effort, like every UDP send
 	}
 }
 

@@ -275,7 +275,7 @@ func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 		g.count(a.code)
 	}
 	defer func() { g.tel.end(ctx, span, req, device, a, time.Since(start)) }()
-	if req.nonConfirmable && a.code == codes.Content && isFirmware(req.path) {
+	if req.nonConfirmable && isFirmware(req.path) {
 		// A block asked for with a NON request goes back as a NON response
 		// written here, and the response stays unset: go-coap then sends
 		// nothing more and, unlike a piggy-backed answer, keeps no copy of
