@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,4 +126,54 @@ func BenchmarkFindNearest100k(b *testing.B) {
 			b.Fatalf("Nearest: %d, %v", len(got), err)
 		}
 	})
+}
+
+// BenchmarkSightingToWatch10k: 10,000 tagged devices on the big facility,
+// each reader report moving some of them; a watcher measures the time from
+// the sighting that moves a device to its event. Reports arrive from four
+// goroutines, as the gateway's peers do.
+func BenchmarkSightingToWatch10k(b *testing.B) {
+	e, devs, zones := benchEngine(b, 10_000)
+	e.cfg.Dwell = 0 // every strong sighting elsewhere is a move: the worst case for watchers
+	w := e.Watch("", "")
+	defer w.Close()
+	var lat []time.Duration
+	got := make(chan struct{})
+	go func() {
+		defer close(got)
+		for ev := range w.Events() {
+			if ev.GetKind() == pb.LocationEvent_KIND_MOVED {
+				lat = append(lat, time.Since(ev.GetTime().AsTime()))
+				if len(lat) == b.N {
+					return
+				}
+			}
+		}
+	}()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := (b.N + 3) / 4
+	for g := range 4 {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(g), 9))
+			for i := g * per; i < min(b.N, (g+1)*per); i++ {
+				dev := rnd.IntN(len(devs))
+				z := zones[rnd.IntN(len(zones))]
+				// Real time, so that the event's time is the sighting's.
+				e.Sightings("rd-1", []coap.Sighting{{Antenna: z, EPC: fmt.Sprintf("EPC%08d", dev), RSSI: -40}}, time.Now())
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-got:
+	case <-time.After(time.Second): // a sighting in the zone a device is in moves nothing
+	}
+	b.StopTimer()
+	if len(lat) == 0 {
+		b.Fatal("no events")
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
