@@ -102,14 +102,14 @@ func (g *Gateway) firmware(ctx context.Context, sha string, req request) (string
 // it was opened fails to read: it is opened once more, so that a replaced
 // copy is read and a deleted one answers ErrNoImage.
 func (g *Gateway) readBlock(ctx context.Context, img Image, sha string, buf []byte, off int64) error {
-	n, err := img.ReadAt(buf, off)
-	if n == len(buf) {
-		return nil // err may be io.EOF for the last block
+	if n, _ := img.ReadAt(buf, off); n == len(buf) {
+		return nil // the error may be io.EOF for the last block
 	}
-	if img, err = g.backend.Firmware(ctx, sha); err != nil {
+	img, err := g.backend.Firmware(ctx, sha)
+	if err != nil {
 		return err
 	}
-	n, err = img.ReadAt(buf, off)
+	n, err := img.ReadAt(buf, off)
 	switch {
 	case n == len(buf):
 		return nil

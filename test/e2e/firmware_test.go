@@ -178,7 +178,7 @@ rollouts:
 		return err == nil && r.GetCurrentWave() >= 1, rolloutState(r, err)
 	})
 	server.stop(t, syscall.SIGKILL)
-	server = start(t, dir, "medfleetd", "--config", config)
+	start(t, dir, "medfleetd", "--config", config)
 	waitHealthy(t, httpAddr)
 	conn = dialAPI(t, grpcAddr, dataDir)
 	fw, rollouts = pb.NewFirmwareServiceClient(conn), pb.NewRolloutServiceClient(conn)
