@@ -13,6 +13,7 @@
 package location
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -459,35 +460,12 @@ func (e *Engine) Nearest(q Query) ([]Nearby, error) {
 	})
 	// Devices in one zone are equally near: order them by id.
 	slices.SortStableFunc(out, func(a, b Nearby) int {
-		if a.Metres != b.Metres {
-			return cmpFloat(a.Metres, b.Metres)
-		}
-		return cmpString(a.Location.GetDevice(), b.Location.GetDevice())
+		return cmp.Or(cmp.Compare(a.Metres, b.Metres), cmp.Compare(a.Location.GetDevice(), b.Location.GetDevice()))
 	})
 	if len(out) > q.Limit {
 		out = out[:q.Limit]
 	}
 	return out, nil
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // AvailabilityChanged is the inventory's news that a device's
