@@ -232,7 +232,13 @@ func (e *Engine) CheckIn(device, zone, who string, now time.Time) (*pb.DeviceLoc
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.track(device)
-	e.move(device, t, z, pb.LocationSource_LOCATION_SOURCE_MANUAL, 1, math.NaN(), "checked in by "+who, now)
+	detail := "checked in by " + who
+	if t.zone == z { // a confirmation, not a move
+		t.source, t.confidence, t.detail, t.seen, t.stale, t.dirty, t.cand = pb.LocationSource_LOCATION_SOURCE_MANUAL, 1, detail, now, false, true, ""
+		e.recount(device, t, now)
+		return e.view(device, t, now), nil
+	}
+	e.move(device, t, z, pb.LocationSource_LOCATION_SOURCE_MANUAL, 1, math.NaN(), detail, now)
 	return e.view(device, t, now), nil
 }
 

@@ -244,6 +244,13 @@ func TestCheckInAndWiFi(t *testing.T) {
 	if err != nil || l.GetPlace().GetZone() != "b" || l.GetSource() != pb.LocationSource_LOCATION_SOURCE_MANUAL || l.GetConfidence() != 1 {
 		t.Fatalf("CheckIn = %v, %v", l, err)
 	}
+	// Checked in again where it is: confirmed, not moved.
+	if _, err := e.CheckIn("pump-0", "b", "users/porter", c.add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := e.History("pump-0", time.Time{}, time.Time{}); len(h) != 1 {
+		t.Fatalf("history after a check-in where it was: %v, want one move", h)
+	}
 	// Wi-Fi does not overrule a fresh check-in.
 	e.WiFi("pump-0", "0A:00:00:00:00:01", c.add(5*time.Second))
 	if z := zoneOf(t, e, "pump-0"); z != "b" {
