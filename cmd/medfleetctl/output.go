@@ -140,11 +140,13 @@ func writeDevice(w io.Writer, d *medfleetv1.Device, now time.Time) error {
 	line("serial", cell(d.GetSerial()))
 	line("udi", cell(d.GetUdi()))
 	line("site", cell(d.GetSite()))
+	line("rfid tag", cell(d.GetRfidTag()))
 	mapLines("labels", mapEntries(d.GetLabels(), cell))
 	line("firmware", cell(st.GetFirmwareVersion()))
 	line("usage", fmt.Sprintf("%s h (%s s)",
 		strconv.FormatFloat(st.GetUsageHours(), 'f', 1, 64), number(st.GetUsageSeconds())))
 	line("clinical state", clinicalStateWord(st.GetClinicalState()))
+	line("availability", availabilityWord(st.GetAvailability()))
 	line("connectivity", connectivityWord(st.GetConnectivity()))
 	line("last seen", timeAndAge(st.GetLastSeenTime(), now, "never"))
 	line("registered", timeAndAge(st.GetRegistrationTime(), now, "never"))
