@@ -9,10 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/medfleet/medfleet/internal/telemetry"
 	"github.com/medfleet/medfleet/inventory"
 	"github.com/medfleet/medfleet/inventory/facility"
 	"github.com/medfleet/medfleet/inventory/location"
@@ -282,4 +285,27 @@ func (r *availabilityRelay) run(ctx context.Context) error {
 			r.engine.AvailabilityChanged(dev, at)
 		}
 	}
+}
+
+// registerLocationMetrics exports how many devices are located, fresh or
+// stale, and the moves so far; read at each scrape.
+func registerLocationMetrics(tel telemetry.Providers, e *location.Engine) error {
+	m := tel.Meter.Meter(telemetry.ScopeName + "/location")
+	if _, err := m.Int64ObservableGauge("medfleet.location.devices", metric.WithUnit("{device}"),
+		metric.WithDescription("Devices with a location, by freshness: fresh (evidence within location.stale_after) or stale."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			s := e.Stats()
+			o.Observe(int64(s.Located-s.Stale), metric.WithAttributes(attribute.String("freshness", "fresh")))
+			o.Observe(int64(s.Stale), metric.WithAttributes(attribute.String("freshness", "stale")))
+			return nil
+		})); err != nil {
+		return err
+	}
+	_, err := m.Int64ObservableCounter("medfleet.location.moves", metric.WithUnit("{move}"),
+		metric.WithDescription("Moves of devices from zone to zone, by any source, since start."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(e.Stats().Moves))
+			return nil
+		}))
+	return err
 }

@@ -220,6 +220,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := registerLocationMetrics(tel.Providers, engine); err != nil {
+		return fmt.Errorf("location metrics: %w", err)
+	}
 	facs := newFacilities(store.client, engine, s.log.With("component", "facility"))
 	relay := newAvailabilityRelay(engine)
 	inv.OnAvailability(relay.note)
