@@ -212,13 +212,7 @@ func (a *authorizer) check(ctx context.Context, method string) (rule, *access.Pr
 	if err != nil {
 		return r, nil, err
 	}
-	if !access.Allows(p.Role, r.perm) {
-		return r, p, status.Errorf(codes.PermissionDenied, "role %s may not %s (%s)", access.RoleName(p.Role), r.perm, method)
-	}
-	if r.global && p.Site != "" {
-		return r, p, status.Errorf(codes.PermissionDenied, "a caller confined to site %s may not %s: it spans every site", p.Site, r.perm)
-	}
-	return r, p, nil
+	return r, p, permit(r, p, method)
 }
 
 // authenticate finds the caller: a verified client certificate first, then

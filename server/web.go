@@ -200,7 +200,8 @@ func (w *webAPI) authenticate(r *http.Request) (*access.Principal, error) {
 	return p, nil
 }
 
-// permit is authorizer.check's decision for an authenticated caller.
+// permit decides whether an authenticated caller may call a method with
+// rule r: its role's permissions, and site scope. gRPC and the page share it.
 func permit(r rule, p *access.Principal, method string) error {
 	if !access.Allows(p.Role, r.perm) {
 		return status.Errorf(codes.PermissionDenied, "role %s may not %s (%s)", access.RoleName(p.Role), r.perm, method)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/medfleet/medfleet/coap"
+	"github.com/medfleet/medfleet/firmware"
 	"github.com/medfleet/medfleet/inventory"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
@@ -304,7 +305,10 @@ func (c *Controller) judge(id string, r *pb.Rollout, devices []*pb.RolloutDevice
 // policyAllows checks the rollout's version against its models' policies
 // now: a recall may have blocked it since it started.
 func (c *Controller) policyAllows(r *pb.Rollout) error {
-	sha := r.GetArtifact()[len("artifacts/"):]
+	sha, err := firmware.ParseArtifactName(r.GetArtifact())
+	if err != nil {
+		return err
+	}
 	art, ok := c.fw.Artifact(sha)
 	if !ok {
 		return fmt.Errorf("the artifact %s was deleted", r.GetArtifact())
