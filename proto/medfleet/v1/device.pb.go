@@ -22,6 +22,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Clinical risk class, as in a CMMS: what failure of the device would do
+// to a patient. High and life support are "high-risk" in CMS terms.
+type RiskClass int32
+
+const (
+	RiskClass_RISK_CLASS_UNSPECIFIED  RiskClass = 0
+	RiskClass_RISK_CLASS_LOW          RiskClass = 1
+	RiskClass_RISK_CLASS_MEDIUM       RiskClass = 2
+	RiskClass_RISK_CLASS_HIGH         RiskClass = 3
+	RiskClass_RISK_CLASS_LIFE_SUPPORT RiskClass = 4
+)
+
+// Enum value maps for RiskClass.
+var (
+	RiskClass_name = map[int32]string{
+		0: "RISK_CLASS_UNSPECIFIED",
+		1: "RISK_CLASS_LOW",
+		2: "RISK_CLASS_MEDIUM",
+		3: "RISK_CLASS_HIGH",
+		4: "RISK_CLASS_LIFE_SUPPORT",
+	}
+	RiskClass_value = map[string]int32{
+		"RISK_CLASS_UNSPECIFIED":  0,
+		"RISK_CLASS_LOW":          1,
+		"RISK_CLASS_MEDIUM":       2,
+		"RISK_CLASS_HIGH":         3,
+		"RISK_CLASS_LIFE_SUPPORT": 4,
+	}
+)
+
+func (x RiskClass) Enum() *RiskClass {
+	p := new(RiskClass)
+	*p = x
+	return p
+}
+
+func (x RiskClass) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RiskClass) Descriptor() protoreflect.EnumDescriptor {
+	return file_medfleet_v1_device_proto_enumTypes[0].Descriptor()
+}
+
+func (RiskClass) Type() protoreflect.EnumType {
+	return &file_medfleet_v1_device_proto_enumTypes[0]
+}
+
+func (x RiskClass) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RiskClass.Descriptor instead.
+func (RiskClass) EnumDescriptor() ([]byte, []int) {
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{0}
+}
+
 // Whether a device can be taken for a patient: the clinical availability
 // that facility staff see and change.
 type Availability int32
@@ -72,11 +129,11 @@ func (x Availability) String() string {
 }
 
 func (Availability) Descriptor() protoreflect.EnumDescriptor {
-	return file_medfleet_v1_device_proto_enumTypes[0].Descriptor()
+	return file_medfleet_v1_device_proto_enumTypes[1].Descriptor()
 }
 
 func (Availability) Type() protoreflect.EnumType {
-	return &file_medfleet_v1_device_proto_enumTypes[0]
+	return &file_medfleet_v1_device_proto_enumTypes[1]
 }
 
 func (x Availability) Number() protoreflect.EnumNumber {
@@ -85,7 +142,7 @@ func (x Availability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Availability.Descriptor instead.
 func (Availability) EnumDescriptor() ([]byte, []int) {
-	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{0}
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{1}
 }
 
 // What a device itself knows about its clinical use.
@@ -128,11 +185,11 @@ func (x ClinicalState) String() string {
 }
 
 func (ClinicalState) Descriptor() protoreflect.EnumDescriptor {
-	return file_medfleet_v1_device_proto_enumTypes[1].Descriptor()
+	return file_medfleet_v1_device_proto_enumTypes[2].Descriptor()
 }
 
 func (ClinicalState) Type() protoreflect.EnumType {
-	return &file_medfleet_v1_device_proto_enumTypes[1]
+	return &file_medfleet_v1_device_proto_enumTypes[2]
 }
 
 func (x ClinicalState) Number() protoreflect.EnumNumber {
@@ -141,7 +198,7 @@ func (x ClinicalState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ClinicalState.Descriptor instead.
 func (ClinicalState) EnumDescriptor() ([]byte, []int) {
-	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{1}
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{2}
 }
 
 // Whether the device's registration is alive: last contact + registration
@@ -179,11 +236,11 @@ func (x Connectivity) String() string {
 }
 
 func (Connectivity) Descriptor() protoreflect.EnumDescriptor {
-	return file_medfleet_v1_device_proto_enumTypes[2].Descriptor()
+	return file_medfleet_v1_device_proto_enumTypes[3].Descriptor()
 }
 
 func (Connectivity) Type() protoreflect.EnumType {
-	return &file_medfleet_v1_device_proto_enumTypes[2]
+	return &file_medfleet_v1_device_proto_enumTypes[3]
 }
 
 func (x Connectivity) Number() protoreflect.EnumNumber {
@@ -192,7 +249,7 @@ func (x Connectivity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Connectivity.Descriptor instead.
 func (Connectivity) EnumDescriptor() ([]byte, []int) {
-	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{2}
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{3}
 }
 
 // A connected medical device: an infusion pump, a CPAP, an RFID reader, and so
@@ -213,7 +270,9 @@ type Device struct {
 	Model        string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
 	Manufacturer string `protobuf:"bytes,4,opt,name=manufacturer,proto3" json:"manufacturer,omitempty"`
 	Serial       string `protobuf:"bytes,5,opt,name=serial,proto3" json:"serial,omitempty"`
-	// GS1 UDI as scanned or registered, if known.
+	// GS1 UDI in element-string form, as scanned ("(01)...(21)..." or the raw
+	// form with GS separators), if known. It is parsed and checked on every
+	// write; udi_carrier holds its parts.
 	Udi string `protobuf:"bytes,6,opt,name=udi,proto3" json:"udi,omitempty"`
 	// Free-form labels, such as "unit" = "4-west".
 	Labels map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -236,7 +295,14 @@ type Device struct {
 	Site string `protobuf:"bytes,13,opt,name=site,proto3" json:"site,omitempty"`
 	// The EPC of the RFID tag on the device, upper-case hex, if it has one:
 	// readers' sightings of it locate the device.
-	RfidTag       string `protobuf:"bytes,14,opt,name=rfid_tag,json=rfidTag,proto3" json:"rfid_tag,omitempty"`
+	RfidTag string `protobuf:"bytes,14,opt,name=rfid_tag,json=rfidTag,proto3" json:"rfid_tag,omitempty"`
+	// The hospital's asset tag (CMMS equipment number). Unique in the fleet
+	// when set.
+	AssetTag string `protobuf:"bytes,15,opt,name=asset_tag,json=assetTag,proto3" json:"asset_tag,omitempty"`
+	// Output only. The parts of udi.
+	UdiCarrier *UdiCarrier `protobuf:"bytes,16,opt,name=udi_carrier,json=udiCarrier,proto3" json:"udi_carrier,omitempty"`
+	// Clinical risk class as clinical engineering rates it.
+	RiskClass     RiskClass `protobuf:"varint,17,opt,name=risk_class,json=riskClass,proto3,enum=medfleet.v1.RiskClass" json:"risk_class,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -369,6 +435,127 @@ func (x *Device) GetRfidTag() string {
 	return ""
 }
 
+func (x *Device) GetAssetTag() string {
+	if x != nil {
+		return x.AssetTag
+	}
+	return ""
+}
+
+func (x *Device) GetUdiCarrier() *UdiCarrier {
+	if x != nil {
+		return x.UdiCarrier
+	}
+	return nil
+}
+
+func (x *Device) GetRiskClass() RiskClass {
+	if x != nil {
+		return x.RiskClass
+	}
+	return RiskClass_RISK_CLASS_UNSPECIFIED
+}
+
+// The parts of a GS1 UDI.
+type UdiCarrier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// GTIN-14, application identifier (01): the UDI-DI, which names the
+	// model (version) of the device.
+	DeviceIdentifier string `protobuf:"bytes,1,opt,name=device_identifier,json=deviceIdentifier,proto3" json:"device_identifier,omitempty"`
+	// Always "GS1" for now.
+	Issuer string `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// (10) lot or batch.
+	Lot string `protobuf:"bytes,3,opt,name=lot,proto3" json:"lot,omitempty"`
+	// (21) serial number.
+	Serial string `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`
+	// (11) and (17): "YYYY-MM-DD", or "YYYY-MM" when the label gives no day.
+	ManufactureDate string `protobuf:"bytes,5,opt,name=manufacture_date,json=manufactureDate,proto3" json:"manufacture_date,omitempty"`
+	ExpiryDate      string `protobuf:"bytes,6,opt,name=expiry_date,json=expiryDate,proto3" json:"expiry_date,omitempty"`
+	// The canonical human-readable form, "(01)...(11)...(17)...(10)...(21)...".
+	CarrierHrf    string `protobuf:"bytes,7,opt,name=carrier_hrf,json=carrierHrf,proto3" json:"carrier_hrf,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UdiCarrier) Reset() {
+	*x = UdiCarrier{}
+	mi := &file_medfleet_v1_device_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UdiCarrier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UdiCarrier) ProtoMessage() {}
+
+func (x *UdiCarrier) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_device_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UdiCarrier.ProtoReflect.Descriptor instead.
+func (*UdiCarrier) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UdiCarrier) GetDeviceIdentifier() string {
+	if x != nil {
+		return x.DeviceIdentifier
+	}
+	return ""
+}
+
+func (x *UdiCarrier) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *UdiCarrier) GetLot() string {
+	if x != nil {
+		return x.Lot
+	}
+	return ""
+}
+
+func (x *UdiCarrier) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *UdiCarrier) GetManufactureDate() string {
+	if x != nil {
+		return x.ManufactureDate
+	}
+	return ""
+}
+
+func (x *UdiCarrier) GetExpiryDate() string {
+	if x != nil {
+		return x.ExpiryDate
+	}
+	return ""
+}
+
+func (x *UdiCarrier) GetCarrierHrf() string {
+	if x != nil {
+		return x.CarrierHrf
+	}
+	return ""
+}
+
 // Reported and derived state of a device. etcd stores it under
 // /medfleet/v1/status/{device}, checkpointed in batches.
 type DeviceStatus struct {
@@ -420,7 +607,7 @@ type DeviceStatus struct {
 
 func (x *DeviceStatus) Reset() {
 	*x = DeviceStatus{}
-	mi := &file_medfleet_v1_device_proto_msgTypes[1]
+	mi := &file_medfleet_v1_device_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +619,7 @@ func (x *DeviceStatus) String() string {
 func (*DeviceStatus) ProtoMessage() {}
 
 func (x *DeviceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_medfleet_v1_device_proto_msgTypes[1]
+	mi := &file_medfleet_v1_device_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +632,7 @@ func (x *DeviceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceStatus.ProtoReflect.Descriptor instead.
 func (*DeviceStatus) Descriptor() ([]byte, []int) {
-	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{1}
+	return file_medfleet_v1_device_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DeviceStatus) GetUsageSeconds() float64 {
@@ -613,7 +800,7 @@ var File_medfleet_v1_device_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x18medfleet/v1/device.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x04\n" +
+	"\x18medfleet/v1/device.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x05\n" +
 	"\x06Device\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x14\n" +
@@ -631,10 +818,26 @@ const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\x04etag\x18\v \x01(\tR\x04etag\x121\n" +
 	"\x06status\x18\f \x01(\v2\x19.medfleet.v1.DeviceStatusR\x06status\x12\x12\n" +
 	"\x04site\x18\r \x01(\tR\x04site\x12\x19\n" +
-	"\brfid_tag\x18\x0e \x01(\tR\arfidTag\x1a9\n" +
+	"\brfid_tag\x18\x0e \x01(\tR\arfidTag\x12\x1b\n" +
+	"\tasset_tag\x18\x0f \x01(\tR\bassetTag\x128\n" +
+	"\vudi_carrier\x18\x10 \x01(\v2\x17.medfleet.v1.UdiCarrierR\n" +
+	"udiCarrier\x125\n" +
+	"\n" +
+	"risk_class\x18\x11 \x01(\x0e2\x16.medfleet.v1.RiskClassR\triskClass\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe3\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe8\x01\n" +
+	"\n" +
+	"UdiCarrier\x12+\n" +
+	"\x11device_identifier\x18\x01 \x01(\tR\x10deviceIdentifier\x12\x16\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12\x10\n" +
+	"\x03lot\x18\x03 \x01(\tR\x03lot\x12\x16\n" +
+	"\x06serial\x18\x04 \x01(\tR\x06serial\x12)\n" +
+	"\x10manufacture_date\x18\x05 \x01(\tR\x0fmanufactureDate\x12\x1f\n" +
+	"\vexpiry_date\x18\x06 \x01(\tR\n" +
+	"expiryDate\x12\x1f\n" +
+	"\vcarrier_hrf\x18\a \x01(\tR\n" +
+	"carrierHrf\"\xe3\n" +
 	"\n" +
 	"\fDeviceStatus\x12#\n" +
 	"\rusage_seconds\x18\x01 \x01(\x01R\fusageSeconds\x12\x1f\n" +
@@ -670,7 +873,13 @@ const file_medfleet_v1_device_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\x12\n" +
 	"\x10_battery_percentB\x10\n" +
-	"\x0e_wifi_rssi_dbm*\xdd\x01\n" +
+	"\x0e_wifi_rssi_dbm*\x84\x01\n" +
+	"\tRiskClass\x12\x1a\n" +
+	"\x16RISK_CLASS_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eRISK_CLASS_LOW\x10\x01\x12\x15\n" +
+	"\x11RISK_CLASS_MEDIUM\x10\x02\x12\x13\n" +
+	"\x0fRISK_CLASS_HIGH\x10\x03\x12\x1b\n" +
+	"\x17RISK_CLASS_LIFE_SUPPORT\x10\x04*\xdd\x01\n" +
 	"\fAvailability\x12\x1c\n" +
 	"\x18AVAILABILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16AVAILABILITY_AVAILABLE\x10\x01\x12\x17\n" +
@@ -702,39 +911,43 @@ func file_medfleet_v1_device_proto_rawDescGZIP() []byte {
 	return file_medfleet_v1_device_proto_rawDescData
 }
 
-var file_medfleet_v1_device_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_medfleet_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_medfleet_v1_device_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_medfleet_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_medfleet_v1_device_proto_goTypes = []any{
-	(Availability)(0),             // 0: medfleet.v1.Availability
-	(ClinicalState)(0),            // 1: medfleet.v1.ClinicalState
-	(Connectivity)(0),             // 2: medfleet.v1.Connectivity
-	(*Device)(nil),                // 3: medfleet.v1.Device
-	(*DeviceStatus)(nil),          // 4: medfleet.v1.DeviceStatus
-	nil,                           // 5: medfleet.v1.Device.LabelsEntry
-	nil,                           // 6: medfleet.v1.DeviceStatus.AlarmCountsEntry
-	nil,                           // 7: medfleet.v1.DeviceStatus.TelemetryEntry
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(RiskClass)(0),                // 0: medfleet.v1.RiskClass
+	(Availability)(0),             // 1: medfleet.v1.Availability
+	(ClinicalState)(0),            // 2: medfleet.v1.ClinicalState
+	(Connectivity)(0),             // 3: medfleet.v1.Connectivity
+	(*Device)(nil),                // 4: medfleet.v1.Device
+	(*UdiCarrier)(nil),            // 5: medfleet.v1.UdiCarrier
+	(*DeviceStatus)(nil),          // 6: medfleet.v1.DeviceStatus
+	nil,                           // 7: medfleet.v1.Device.LabelsEntry
+	nil,                           // 8: medfleet.v1.DeviceStatus.AlarmCountsEntry
+	nil,                           // 9: medfleet.v1.DeviceStatus.TelemetryEntry
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_medfleet_v1_device_proto_depIdxs = []int32{
-	5,  // 0: medfleet.v1.Device.labels:type_name -> medfleet.v1.Device.LabelsEntry
-	8,  // 1: medfleet.v1.Device.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: medfleet.v1.Device.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 3: medfleet.v1.Device.decommission_time:type_name -> google.protobuf.Timestamp
-	4,  // 4: medfleet.v1.Device.status:type_name -> medfleet.v1.DeviceStatus
-	1,  // 5: medfleet.v1.DeviceStatus.clinical_state:type_name -> medfleet.v1.ClinicalState
-	2,  // 6: medfleet.v1.DeviceStatus.connectivity:type_name -> medfleet.v1.Connectivity
-	8,  // 7: medfleet.v1.DeviceStatus.last_seen_time:type_name -> google.protobuf.Timestamp
-	8,  // 8: medfleet.v1.DeviceStatus.registration_time:type_name -> google.protobuf.Timestamp
-	6,  // 9: medfleet.v1.DeviceStatus.alarm_counts:type_name -> medfleet.v1.DeviceStatus.AlarmCountsEntry
-	7,  // 10: medfleet.v1.DeviceStatus.telemetry:type_name -> medfleet.v1.DeviceStatus.TelemetryEntry
-	8,  // 11: medfleet.v1.DeviceStatus.firmware_update_time:type_name -> google.protobuf.Timestamp
-	0,  // 12: medfleet.v1.DeviceStatus.availability:type_name -> medfleet.v1.Availability
-	8,  // 13: medfleet.v1.DeviceStatus.availability_time:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	7,  // 0: medfleet.v1.Device.labels:type_name -> medfleet.v1.Device.LabelsEntry
+	10, // 1: medfleet.v1.Device.create_time:type_name -> google.protobuf.Timestamp
+	10, // 2: medfleet.v1.Device.update_time:type_name -> google.protobuf.Timestamp
+	10, // 3: medfleet.v1.Device.decommission_time:type_name -> google.protobuf.Timestamp
+	6,  // 4: medfleet.v1.Device.status:type_name -> medfleet.v1.DeviceStatus
+	5,  // 5: medfleet.v1.Device.udi_carrier:type_name -> medfleet.v1.UdiCarrier
+	0,  // 6: medfleet.v1.Device.risk_class:type_name -> medfleet.v1.RiskClass
+	2,  // 7: medfleet.v1.DeviceStatus.clinical_state:type_name -> medfleet.v1.ClinicalState
+	3,  // 8: medfleet.v1.DeviceStatus.connectivity:type_name -> medfleet.v1.Connectivity
+	10, // 9: medfleet.v1.DeviceStatus.last_seen_time:type_name -> google.protobuf.Timestamp
+	10, // 10: medfleet.v1.DeviceStatus.registration_time:type_name -> google.protobuf.Timestamp
+	8,  // 11: medfleet.v1.DeviceStatus.alarm_counts:type_name -> medfleet.v1.DeviceStatus.AlarmCountsEntry
+	9,  // 12: medfleet.v1.DeviceStatus.telemetry:type_name -> medfleet.v1.DeviceStatus.TelemetryEntry
+	10, // 13: medfleet.v1.DeviceStatus.firmware_update_time:type_name -> google.protobuf.Timestamp
+	1,  // 14: medfleet.v1.DeviceStatus.availability:type_name -> medfleet.v1.Availability
+	10, // 15: medfleet.v1.DeviceStatus.availability_time:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_medfleet_v1_device_proto_init() }
@@ -742,14 +955,14 @@ func file_medfleet_v1_device_proto_init() {
 	if File_medfleet_v1_device_proto != nil {
 		return
 	}
-	file_medfleet_v1_device_proto_msgTypes[1].OneofWrappers = []any{}
+	file_medfleet_v1_device_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfleet_v1_device_proto_rawDesc), len(file_medfleet_v1_device_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   5,
+			NumEnums:      4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -276,7 +276,8 @@ type UpdateDeviceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// device.name says which device; device.etag, when set, must match.
 	Device *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
-	// Fields to change: profile, model, manufacturer, serial, udi, labels.
+	// Fields to change: profile, model, manufacturer, serial, udi, labels,
+	// site, rfid_tag, asset_tag, risk_class.
 	// Required; "*" means all of them.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -381,6 +382,329 @@ func (x *DeleteDeviceRequest) GetEtag() string {
 	return ""
 }
 
+type ImportDevicesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Check and report only; apply nothing. Read from the first message.
+	ValidateOnly bool `protobuf:"varint,1,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	// Header name (as written in the file, case-insensitive) to column:
+	// "Equipment #" = "asset_tag". Read from the first message.
+	ColumnMap map[string]string `protobuf:"bytes,2,rep,name=column_map,json=columnMap,proto3" json:"column_map,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The next piece of the CSV file; at most 64 MiB in all.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportDevicesRequest) Reset() {
+	*x = ImportDevicesRequest{}
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportDevicesRequest) ProtoMessage() {}
+
+func (x *ImportDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportDevicesRequest.ProtoReflect.Descriptor instead.
+func (*ImportDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_device_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImportDevicesRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
+}
+
+func (x *ImportDevicesRequest) GetColumnMap() map[string]string {
+	if x != nil {
+		return x.ColumnMap
+	}
+	return nil
+}
+
+func (x *ImportDevicesRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type ImportDevicesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Data rows read.
+	Rows int32 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	// Rows that created, changed, or left a device as it was. All zero when
+	// nothing was applied.
+	Created   int32 `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Updated   int32 `protobuf:"varint,3,opt,name=updated,proto3" json:"updated,omitempty"`
+	Unchanged int32 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// Whether the rows were written: false with validate_only or problems.
+	Applied  bool             `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	Problems []*ImportProblem `protobuf:"bytes,6,rep,name=problems,proto3" json:"problems,omitempty"`
+	// The file's header mapped to columns, in file order; "" for ignored
+	// headers.
+	Columns       []string `protobuf:"bytes,7,rep,name=columns,proto3" json:"columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportDevicesResponse) Reset() {
+	*x = ImportDevicesResponse{}
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportDevicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportDevicesResponse) ProtoMessage() {}
+
+func (x *ImportDevicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportDevicesResponse.ProtoReflect.Descriptor instead.
+func (*ImportDevicesResponse) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_device_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ImportDevicesResponse) GetRows() int32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ImportDevicesResponse) GetCreated() int32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *ImportDevicesResponse) GetUpdated() int32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *ImportDevicesResponse) GetUnchanged() int32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *ImportDevicesResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *ImportDevicesResponse) GetProblems() []*ImportProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *ImportDevicesResponse) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+// A row the import cannot apply.
+type ImportProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-based line in the file (the header is line 1).
+	Line int32 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
+	// The column, as ImportDevices names it ("serial"), or "" for the row.
+	Column        string `protobuf:"bytes,2,opt,name=column,proto3" json:"column,omitempty"`
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportProblem) Reset() {
+	*x = ImportProblem{}
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportProblem) ProtoMessage() {}
+
+func (x *ImportProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportProblem.ProtoReflect.Descriptor instead.
+func (*ImportProblem) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_device_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ImportProblem) GetLine() int32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *ImportProblem) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *ImportProblem) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ExportDevicesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in ListDevices.
+	Filter             string `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	ShowDecommissioned bool   `protobuf:"varint,2,opt,name=show_decommissioned,json=showDecommissioned,proto3" json:"show_decommissioned,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ExportDevicesRequest) Reset() {
+	*x = ExportDevicesRequest{}
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportDevicesRequest) ProtoMessage() {}
+
+func (x *ExportDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportDevicesRequest.ProtoReflect.Descriptor instead.
+func (*ExportDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_device_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ExportDevicesRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *ExportDevicesRequest) GetShowDecommissioned() bool {
+	if x != nil {
+		return x.ShowDecommissioned
+	}
+	return false
+}
+
+type ExportDevicesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next piece of the CSV file.
+	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportDevicesResponse) Reset() {
+	*x = ExportDevicesResponse{}
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportDevicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportDevicesResponse) ProtoMessage() {}
+
+func (x *ExportDevicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_medfleet_v1_device_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportDevicesResponse.ProtoReflect.Descriptor instead.
+func (*ExportDevicesResponse) Descriptor() ([]byte, []int) {
+	return file_medfleet_v1_device_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExportDevicesResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_medfleet_v1_device_service_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_device_service_proto_rawDesc = "" +
@@ -410,13 +734,40 @@ const file_medfleet_v1_device_service_proto_rawDesc = "" +
 	"updateMask\"=\n" +
 	"\x13DeleteDeviceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04etag\x18\x02 \x01(\tR\x04etag2\xf7\x02\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"\xde\x01\n" +
+	"\x14ImportDevicesRequest\x12#\n" +
+	"\rvalidate_only\x18\x01 \x01(\bR\fvalidateOnly\x12O\n" +
+	"\n" +
+	"column_map\x18\x02 \x03(\v20.medfleet.v1.ImportDevicesRequest.ColumnMapEntryR\tcolumnMap\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x1a<\n" +
+	"\x0eColumnMapEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x01\n" +
+	"\x15ImportDevicesResponse\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\x05R\x04rows\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\x05R\acreated\x12\x18\n" +
+	"\aupdated\x18\x03 \x01(\x05R\aupdated\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x01(\x05R\tunchanged\x12\x18\n" +
+	"\aapplied\x18\x05 \x01(\bR\aapplied\x126\n" +
+	"\bproblems\x18\x06 \x03(\v2\x1a.medfleet.v1.ImportProblemR\bproblems\x12\x18\n" +
+	"\acolumns\x18\a \x03(\tR\acolumns\"U\n" +
+	"\rImportProblem\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\x05R\x04line\x12\x16\n" +
+	"\x06column\x18\x02 \x01(\tR\x06column\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"_\n" +
+	"\x14ExportDevicesRequest\x12\x16\n" +
+	"\x06filter\x18\x01 \x01(\tR\x06filter\x12/\n" +
+	"\x13show_decommissioned\x18\x02 \x01(\bR\x12showDecommissioned\"+\n" +
+	"\x15ExportDevicesResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data2\xab\x04\n" +
 	"\rDeviceService\x12E\n" +
 	"\fCreateDevice\x12 .medfleet.v1.CreateDeviceRequest\x1a\x13.medfleet.v1.Device\x12?\n" +
 	"\tGetDevice\x12\x1d.medfleet.v1.GetDeviceRequest\x1a\x13.medfleet.v1.Device\x12P\n" +
 	"\vListDevices\x12\x1f.medfleet.v1.ListDevicesRequest\x1a .medfleet.v1.ListDevicesResponse\x12E\n" +
 	"\fUpdateDevice\x12 .medfleet.v1.UpdateDeviceRequest\x1a\x13.medfleet.v1.Device\x12E\n" +
-	"\fDeleteDevice\x12 .medfleet.v1.DeleteDeviceRequest\x1a\x13.medfleet.v1.DeviceB;Z9github.com/medfleet/medfleet/proto/medfleet/v1;medfleetv1b\x06proto3"
+	"\fDeleteDevice\x12 .medfleet.v1.DeleteDeviceRequest\x1a\x13.medfleet.v1.Device\x12X\n" +
+	"\rImportDevices\x12!.medfleet.v1.ImportDevicesRequest\x1a\".medfleet.v1.ImportDevicesResponse(\x01\x12X\n" +
+	"\rExportDevices\x12!.medfleet.v1.ExportDevicesRequest\x1a\".medfleet.v1.ExportDevicesResponse0\x01B;Z9github.com/medfleet/medfleet/proto/medfleet/v1;medfleetv1b\x06proto3"
 
 var (
 	file_medfleet_v1_device_service_proto_rawDescOnce sync.Once
@@ -430,7 +781,7 @@ func file_medfleet_v1_device_service_proto_rawDescGZIP() []byte {
 	return file_medfleet_v1_device_service_proto_rawDescData
 }
 
-var file_medfleet_v1_device_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_medfleet_v1_device_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_medfleet_v1_device_service_proto_goTypes = []any{
 	(*CreateDeviceRequest)(nil),   // 0: medfleet.v1.CreateDeviceRequest
 	(*GetDeviceRequest)(nil),      // 1: medfleet.v1.GetDeviceRequest
@@ -438,29 +789,41 @@ var file_medfleet_v1_device_service_proto_goTypes = []any{
 	(*ListDevicesResponse)(nil),   // 3: medfleet.v1.ListDevicesResponse
 	(*UpdateDeviceRequest)(nil),   // 4: medfleet.v1.UpdateDeviceRequest
 	(*DeleteDeviceRequest)(nil),   // 5: medfleet.v1.DeleteDeviceRequest
-	(*Device)(nil),                // 6: medfleet.v1.Device
-	(*fieldmaskpb.FieldMask)(nil), // 7: google.protobuf.FieldMask
+	(*ImportDevicesRequest)(nil),  // 6: medfleet.v1.ImportDevicesRequest
+	(*ImportDevicesResponse)(nil), // 7: medfleet.v1.ImportDevicesResponse
+	(*ImportProblem)(nil),         // 8: medfleet.v1.ImportProblem
+	(*ExportDevicesRequest)(nil),  // 9: medfleet.v1.ExportDevicesRequest
+	(*ExportDevicesResponse)(nil), // 10: medfleet.v1.ExportDevicesResponse
+	nil,                           // 11: medfleet.v1.ImportDevicesRequest.ColumnMapEntry
+	(*Device)(nil),                // 12: medfleet.v1.Device
+	(*fieldmaskpb.FieldMask)(nil), // 13: google.protobuf.FieldMask
 }
 var file_medfleet_v1_device_service_proto_depIdxs = []int32{
-	6, // 0: medfleet.v1.CreateDeviceRequest.device:type_name -> medfleet.v1.Device
-	6, // 1: medfleet.v1.ListDevicesResponse.devices:type_name -> medfleet.v1.Device
-	6, // 2: medfleet.v1.UpdateDeviceRequest.device:type_name -> medfleet.v1.Device
-	7, // 3: medfleet.v1.UpdateDeviceRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0, // 4: medfleet.v1.DeviceService.CreateDevice:input_type -> medfleet.v1.CreateDeviceRequest
-	1, // 5: medfleet.v1.DeviceService.GetDevice:input_type -> medfleet.v1.GetDeviceRequest
-	2, // 6: medfleet.v1.DeviceService.ListDevices:input_type -> medfleet.v1.ListDevicesRequest
-	4, // 7: medfleet.v1.DeviceService.UpdateDevice:input_type -> medfleet.v1.UpdateDeviceRequest
-	5, // 8: medfleet.v1.DeviceService.DeleteDevice:input_type -> medfleet.v1.DeleteDeviceRequest
-	6, // 9: medfleet.v1.DeviceService.CreateDevice:output_type -> medfleet.v1.Device
-	6, // 10: medfleet.v1.DeviceService.GetDevice:output_type -> medfleet.v1.Device
-	3, // 11: medfleet.v1.DeviceService.ListDevices:output_type -> medfleet.v1.ListDevicesResponse
-	6, // 12: medfleet.v1.DeviceService.UpdateDevice:output_type -> medfleet.v1.Device
-	6, // 13: medfleet.v1.DeviceService.DeleteDevice:output_type -> medfleet.v1.Device
-	9, // [9:14] is the sub-list for method output_type
-	4, // [4:9] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	12, // 0: medfleet.v1.CreateDeviceRequest.device:type_name -> medfleet.v1.Device
+	12, // 1: medfleet.v1.ListDevicesResponse.devices:type_name -> medfleet.v1.Device
+	12, // 2: medfleet.v1.UpdateDeviceRequest.device:type_name -> medfleet.v1.Device
+	13, // 3: medfleet.v1.UpdateDeviceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	11, // 4: medfleet.v1.ImportDevicesRequest.column_map:type_name -> medfleet.v1.ImportDevicesRequest.ColumnMapEntry
+	8,  // 5: medfleet.v1.ImportDevicesResponse.problems:type_name -> medfleet.v1.ImportProblem
+	0,  // 6: medfleet.v1.DeviceService.CreateDevice:input_type -> medfleet.v1.CreateDeviceRequest
+	1,  // 7: medfleet.v1.DeviceService.GetDevice:input_type -> medfleet.v1.GetDeviceRequest
+	2,  // 8: medfleet.v1.DeviceService.ListDevices:input_type -> medfleet.v1.ListDevicesRequest
+	4,  // 9: medfleet.v1.DeviceService.UpdateDevice:input_type -> medfleet.v1.UpdateDeviceRequest
+	5,  // 10: medfleet.v1.DeviceService.DeleteDevice:input_type -> medfleet.v1.DeleteDeviceRequest
+	6,  // 11: medfleet.v1.DeviceService.ImportDevices:input_type -> medfleet.v1.ImportDevicesRequest
+	9,  // 12: medfleet.v1.DeviceService.ExportDevices:input_type -> medfleet.v1.ExportDevicesRequest
+	12, // 13: medfleet.v1.DeviceService.CreateDevice:output_type -> medfleet.v1.Device
+	12, // 14: medfleet.v1.DeviceService.GetDevice:output_type -> medfleet.v1.Device
+	3,  // 15: medfleet.v1.DeviceService.ListDevices:output_type -> medfleet.v1.ListDevicesResponse
+	12, // 16: medfleet.v1.DeviceService.UpdateDevice:output_type -> medfleet.v1.Device
+	12, // 17: medfleet.v1.DeviceService.DeleteDevice:output_type -> medfleet.v1.Device
+	7,  // 18: medfleet.v1.DeviceService.ImportDevices:output_type -> medfleet.v1.ImportDevicesResponse
+	10, // 19: medfleet.v1.DeviceService.ExportDevices:output_type -> medfleet.v1.ExportDevicesResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_medfleet_v1_device_service_proto_init() }
@@ -475,7 +838,7 @@ func file_medfleet_v1_device_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfleet_v1_device_service_proto_rawDesc), len(file_medfleet_v1_device_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DeviceService_CreateDevice_FullMethodName = "/medfleet.v1.DeviceService/CreateDevice"
-	DeviceService_GetDevice_FullMethodName    = "/medfleet.v1.DeviceService/GetDevice"
-	DeviceService_ListDevices_FullMethodName  = "/medfleet.v1.DeviceService/ListDevices"
-	DeviceService_UpdateDevice_FullMethodName = "/medfleet.v1.DeviceService/UpdateDevice"
-	DeviceService_DeleteDevice_FullMethodName = "/medfleet.v1.DeviceService/DeleteDevice"
+	DeviceService_CreateDevice_FullMethodName  = "/medfleet.v1.DeviceService/CreateDevice"
+	DeviceService_GetDevice_FullMethodName     = "/medfleet.v1.DeviceService/GetDevice"
+	DeviceService_ListDevices_FullMethodName   = "/medfleet.v1.DeviceService/ListDevices"
+	DeviceService_UpdateDevice_FullMethodName  = "/medfleet.v1.DeviceService/UpdateDevice"
+	DeviceService_DeleteDevice_FullMethodName  = "/medfleet.v1.DeviceService/DeleteDevice"
+	DeviceService_ImportDevices_FullMethodName = "/medfleet.v1.DeviceService/ImportDevices"
+	DeviceService_ExportDevices_FullMethodName = "/medfleet.v1.DeviceService/ExportDevices"
 )
 
 // DeviceServiceClient is the client API for DeviceService service.
@@ -45,6 +47,15 @@ type DeviceServiceClient interface {
 	// Decommissions a device (a soft delete): it keeps its history, is refused
 	// over CoAP, and no longer shows in ListDevices unless asked for.
 	DeleteDevice(ctx context.Context, in *DeleteDeviceRequest, opts ...grpc.CallOption) (*Device, error)
+	// Imports devices from a CMMS inventory in CSV (docs/operations.md,
+	// "CMMS import and export"). The first message carries the options, every
+	// message a piece of the file. Every row is checked before anything is
+	// written: with any problem, or with validate_only, nothing is applied
+	// and every problem is listed with its line. Rows are matched to devices
+	// by device_id, else by asset tag, so a re-run changes nothing.
+	ImportDevices(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportDevicesRequest, ImportDevicesResponse], error)
+	// Exports the fleet in the CSV format ImportDevices reads, in pieces.
+	ExportDevices(ctx context.Context, in *ExportDevicesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportDevicesResponse], error)
 }
 
 type deviceServiceClient struct {
@@ -105,6 +116,38 @@ func (c *deviceServiceClient) DeleteDevice(ctx context.Context, in *DeleteDevice
 	return out, nil
 }
 
+func (c *deviceServiceClient) ImportDevices(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportDevicesRequest, ImportDevicesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DeviceService_ServiceDesc.Streams[0], DeviceService_ImportDevices_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportDevicesRequest, ImportDevicesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_ImportDevicesClient = grpc.ClientStreamingClient[ImportDevicesRequest, ImportDevicesResponse]
+
+func (c *deviceServiceClient) ExportDevices(ctx context.Context, in *ExportDevicesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportDevicesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DeviceService_ServiceDesc.Streams[1], DeviceService_ExportDevices_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportDevicesRequest, ExportDevicesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_ExportDevicesClient = grpc.ServerStreamingClient[ExportDevicesResponse]
+
 // DeviceServiceServer is the server API for DeviceService service.
 // All implementations must embed UnimplementedDeviceServiceServer
 // for forward compatibility.
@@ -124,6 +167,15 @@ type DeviceServiceServer interface {
 	// Decommissions a device (a soft delete): it keeps its history, is refused
 	// over CoAP, and no longer shows in ListDevices unless asked for.
 	DeleteDevice(context.Context, *DeleteDeviceRequest) (*Device, error)
+	// Imports devices from a CMMS inventory in CSV (docs/operations.md,
+	// "CMMS import and export"). The first message carries the options, every
+	// message a piece of the file. Every row is checked before anything is
+	// written: with any problem, or with validate_only, nothing is applied
+	// and every problem is listed with its line. Rows are matched to devices
+	// by device_id, else by asset tag, so a re-run changes nothing.
+	ImportDevices(grpc.ClientStreamingServer[ImportDevicesRequest, ImportDevicesResponse]) error
+	// Exports the fleet in the CSV format ImportDevices reads, in pieces.
+	ExportDevices(*ExportDevicesRequest, grpc.ServerStreamingServer[ExportDevicesResponse]) error
 	mustEmbedUnimplementedDeviceServiceServer()
 }
 
@@ -148,6 +200,12 @@ func (UnimplementedDeviceServiceServer) UpdateDevice(context.Context, *UpdateDev
 }
 func (UnimplementedDeviceServiceServer) DeleteDevice(context.Context, *DeleteDeviceRequest) (*Device, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteDevice not implemented")
+}
+func (UnimplementedDeviceServiceServer) ImportDevices(grpc.ClientStreamingServer[ImportDevicesRequest, ImportDevicesResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportDevices not implemented")
+}
+func (UnimplementedDeviceServiceServer) ExportDevices(*ExportDevicesRequest, grpc.ServerStreamingServer[ExportDevicesResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportDevices not implemented")
 }
 func (UnimplementedDeviceServiceServer) mustEmbedUnimplementedDeviceServiceServer() {}
 func (UnimplementedDeviceServiceServer) testEmbeddedByValue()                       {}
@@ -260,6 +318,24 @@ func _DeviceService_DeleteDevice_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeviceService_ImportDevices_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DeviceServiceServer).ImportDevices(&grpc.GenericServerStream[ImportDevicesRequest, ImportDevicesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_ImportDevicesServer = grpc.ClientStreamingServer[ImportDevicesRequest, ImportDevicesResponse]
+
+func _DeviceService_ExportDevices_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportDevicesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DeviceServiceServer).ExportDevices(m, &grpc.GenericServerStream[ExportDevicesRequest, ExportDevicesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_ExportDevicesServer = grpc.ServerStreamingServer[ExportDevicesResponse]
+
 // DeviceService_ServiceDesc is the grpc.ServiceDesc for DeviceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -288,6 +364,17 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _DeviceService_DeleteDevice_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ImportDevices",
+			Handler:       _DeviceService_ImportDevices_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExportDevices",
+			Handler:       _DeviceService_ExportDevices_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "medfleet/v1/device_service.proto",
 }

@@ -155,6 +155,8 @@ const (
 	WorkOrderType_WORK_ORDER_TYPE_REPAIR WorkOrderType = 2
 	// The check before a device enters (or returns to) service.
 	WorkOrderType_WORK_ORDER_TYPE_ACCEPTANCE WorkOrderType = 3
+	// The correction a manufacturer's recall asks for.
+	WorkOrderType_WORK_ORDER_TYPE_RECALL WorkOrderType = 4
 )
 
 // Enum value maps for WorkOrderType.
@@ -164,12 +166,14 @@ var (
 		1: "WORK_ORDER_TYPE_PREVENTIVE",
 		2: "WORK_ORDER_TYPE_REPAIR",
 		3: "WORK_ORDER_TYPE_ACCEPTANCE",
+		4: "WORK_ORDER_TYPE_RECALL",
 	}
 	WorkOrderType_value = map[string]int32{
 		"WORK_ORDER_TYPE_UNSPECIFIED": 0,
 		"WORK_ORDER_TYPE_PREVENTIVE":  1,
 		"WORK_ORDER_TYPE_REPAIR":      2,
 		"WORK_ORDER_TYPE_ACCEPTANCE":  3,
+		"WORK_ORDER_TYPE_RECALL":      4,
 	}
 )
 
@@ -339,8 +343,17 @@ type DeviceModel struct {
 	// trained from them (TrainFailureModel), list devices predicted to fail.
 	// It costs memory: about 8 bytes per channel per sample per device.
 	PredictFailures bool `protobuf:"varint,12,opt,name=predict_failures,json=predictFailures,proto3" json:"predict_failures,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// GS1 device identifiers (GTIN-14) of this model: a device created with a
+	// UDI whose DI is one of these belongs to this model.
+	UdiDis []string `protobuf:"bytes,13,rep,name=udi_dis,json=udiDis,proto3" json:"udi_dis,omitempty"`
+	// FDA product code (three letters, e.g. "FRN" for infusion pumps), used
+	// to match recalls.
+	ProductCode string `protobuf:"bytes,14,opt,name=product_code,json=productCode,proto3" json:"product_code,omitempty"`
+	// Catalogue, part or model numbers the manufacturer uses for it ("8100"),
+	// used to match recalls.
+	ModelNumbers  []string `protobuf:"bytes,15,rep,name=model_numbers,json=modelNumbers,proto3" json:"model_numbers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeviceModel) Reset() {
@@ -455,6 +468,27 @@ func (x *DeviceModel) GetPredictFailures() bool {
 		return x.PredictFailures
 	}
 	return false
+}
+
+func (x *DeviceModel) GetUdiDis() []string {
+	if x != nil {
+		return x.UdiDis
+	}
+	return nil
+}
+
+func (x *DeviceModel) GetProductCode() string {
+	if x != nil {
+		return x.ProductCode
+	}
+	return ""
+}
+
+func (x *DeviceModel) GetModelNumbers() []string {
+	if x != nil {
+		return x.ModelNumbers
+	}
+	return nil
 }
 
 // One task of a plan. It falls due when the first of its triggers fires.
@@ -1897,7 +1931,7 @@ var File_medfleet_v1_maintenance_proto protoreflect.FileDescriptor
 
 const file_medfleet_v1_maintenance_proto_rawDesc = "" +
 	"\n" +
-	"\x1dmedfleet/v1/maintenance.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x03\n" +
+	"\x1dmedfleet/v1/maintenance.proto\x12\vmedfleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x04\n" +
 	"\vDeviceModel\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\"\n" +
@@ -1913,7 +1947,10 @@ const file_medfleet_v1_maintenance_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
 	"\x04etag\x18\v \x01(\tR\x04etag\x12)\n" +
-	"\x10predict_failures\x18\f \x01(\bR\x0fpredictFailures\"\xcc\x02\n" +
+	"\x10predict_failures\x18\f \x01(\bR\x0fpredictFailures\x12\x17\n" +
+	"\audi_dis\x18\r \x03(\tR\x06udiDis\x12!\n" +
+	"\fproduct_code\x18\x0e \x01(\tR\vproductCode\x12#\n" +
+	"\rmodel_numbers\x18\x0f \x03(\tR\fmodelNumbers\"\xcc\x02\n" +
 	"\x0fMaintenanceTask\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.medfleet.v1.TaskKindR\x04kind\x12 \n" +
@@ -2069,12 +2106,13 @@ const file_medfleet_v1_maintenance_proto_rawDesc = "" +
 	"\x10DUE_REASON_USAGE\x10\x02\x12\x18\n" +
 	"\x14DUE_REASON_CONDITION\x10\x03\x12 \n" +
 	"\x1cDUE_REASON_PREDICTED_FAILURE\x10\x04\x12\x19\n" +
-	"\x15DUE_REASON_ACCEPTANCE\x10\x05*\x8c\x01\n" +
+	"\x15DUE_REASON_ACCEPTANCE\x10\x05*\xa8\x01\n" +
 	"\rWorkOrderType\x12\x1f\n" +
 	"\x1bWORK_ORDER_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aWORK_ORDER_TYPE_PREVENTIVE\x10\x01\x12\x1a\n" +
 	"\x16WORK_ORDER_TYPE_REPAIR\x10\x02\x12\x1e\n" +
-	"\x1aWORK_ORDER_TYPE_ACCEPTANCE\x10\x03*\xac\x01\n" +
+	"\x1aWORK_ORDER_TYPE_ACCEPTANCE\x10\x03\x12\x1a\n" +
+	"\x16WORK_ORDER_TYPE_RECALL\x10\x04*\xac\x01\n" +
 	"\x0eWorkOrderState\x12 \n" +
 	"\x1cWORK_ORDER_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15WORK_ORDER_STATE_OPEN\x10\x01\x12\x1d\n" +
