@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -32,6 +33,10 @@ var filterFields = map[string][]string{
 	"site":             nil,
 	"firmware_version": nil,
 	"rfid_tag":         nil,
+	"asset_tag":        nil,
+	"udi_di":           nil,
+	"lot":              nil,
+	"risk_class":       {"LOW", "MEDIUM", "HIGH", "LIFE_SUPPORT", "UNSPECIFIED"},
 	"availability":     {"AVAILABLE", "IN_USE", "SOILED", "IN_MAINTENANCE", "OUT_OF_SERVICE", "UNSPECIFIED"},
 	"connectivity":     {"ONLINE", "OFFLINE"},
 	"clinical_state":   {"IDLE", "IN_USE", "CHARGING", "FAULT", "UNSPECIFIED"},
@@ -60,7 +65,8 @@ func ParseFilter(s string) (*Filter, error) {
 		} else {
 			enums, known := filterFields[t.field]
 			if !known {
-				return nil, filterErr("unknown field %q; known: profile, model, manufacturer, serial, udi, site, firmware_version, rfid_tag, availability, connectivity, clinical_state, labels.<key>", t.field)
+				known := slices.Sorted(maps.Keys(filterFields))
+				return nil, filterErr("unknown field %q; known: %s, labels.<key>", t.field, strings.Join(known, ", "))
 			}
 			if enums != nil {
 				t.value = strings.TrimPrefix(strings.ToUpper(t.value), strings.ToUpper(t.field)+"_")
@@ -108,6 +114,14 @@ func (f *Filter) match(d *pb.Device, st *pb.DeviceStatus, conn func() pb.Connect
 			got = st.GetFirmwareVersion()
 		case "rfid_tag":
 			got = d.GetRfidTag()
+		case "asset_tag":
+			got = d.GetAssetTag()
+		case "udi_di":
+			got = d.GetUdiCarrier().GetDeviceIdentifier()
+		case "lot":
+			got = d.GetUdiCarrier().GetLot()
+		case "risk_class":
+			got = strings.TrimPrefix(d.GetRiskClass().String(), "RISK_CLASS_")
 		case "availability":
 			got = strings.TrimPrefix(st.GetAvailability().String(), "AVAILABILITY_")
 		case "connectivity":

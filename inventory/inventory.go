@@ -95,9 +95,12 @@ type Inventory struct {
 	tel         *instruments
 	// onAvailability hears availability changes (OnAvailability).
 	onAvailability AvailabilityObserver
-	// tags indexes devices by the EPC of their RFID tag.
-	tagMu sync.RWMutex
-	tags  map[string]string
+	// tags indexes live devices by the EPC of their RFID tag, assets by
+	// their asset tag.
+	tags, assets uniqueIndex
+	// modelOf finds the catalogue model of a UDI device identifier
+	// (SetModelResolver).
+	modelOf ModelResolver
 }
 
 // entry is one device. mu guards spec, rev and status in memory; wmu
@@ -128,7 +131,8 @@ func New(cfg Config, client *clientv3.Client, log *slog.Logger, now func() time.
 		cfg:     cfg,
 		log:     log,
 		now:     now,
-		devices: map[string]*entry{}, tags: map[string]string{},
+		devices: map[string]*entry{},
+		tags:    uniqueIndex{m: map[string]string{}}, assets: uniqueIndex{m: map[string]string{}},
 		dirty: map[string]trace.SpanContext{},
 	}
 	in, err := newInstruments(tel, inv)
@@ -173,19 +177,24 @@ func (inv *Inventory) Load(ctx context.Context) error {
 		}
 	}
 	slices.SortFunc(sorted, func(a, b *entry) int { return strings.Compare(a.id, b.id) })
-	tags := map[string]string{}
+	tags, assets := map[string]string{}, map[string]string{}
 	for _, e := range sorted {
-		if t := e.spec.GetRfidTag(); t != "" && e.spec.GetDecommissionTime() == nil {
+		if e.spec.GetDecommissionTime() != nil {
+			continue
+		}
+		if t := e.spec.GetRfidTag(); t != "" {
 			tags[t] = e.id
+		}
+		if t := e.spec.GetAssetTag(); t != "" {
+			assets[assetKey(t)] = e.id
 		}
 	}
 	inv.mu.Lock()
 	inv.devices, inv.sorted = devices, sorted
 	inv.decommissioned.Store(int64(decommissioned))
 	inv.mu.Unlock()
-	inv.tagMu.Lock()
-	inv.tags = tags
-	inv.tagMu.Unlock()
+	inv.tags.reset(tags)
+	inv.assets.reset(assets)
 	inv.log.Info("inventory loaded", "devices", len(sorted))
 	return nil
 }

@@ -23,13 +23,14 @@ const (
 	DefaultPageSize = 50
 	MaxPageSize     = 1000
 	maxLabels       = 64
+	maxAssetTag     = 64
 	maxRequestID    = 64
 )
 
 var labelKeyPattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,62}$`)
 
 // UpdatableFields are the registry fields UpdateDevice may change.
-var UpdatableFields = []string{"profile", "model", "manufacturer", "serial", "udi", "labels", "site", "rfid_tag"}
+var UpdatableFields = []string{"profile", "model", "manufacturer", "serial", "udi", "labels", "site", "rfid_tag", "asset_tag", "risk_class"}
 
 // Create adds a device. With a requestID seen in the last 24 hours it
 // returns the device that request created instead.
@@ -52,15 +53,14 @@ func (inv *Inventory) Create(ctx context.Context, id string, d *pb.Device, reque
 		Udi:          d.GetUdi(),
 		Site:         d.GetSite(),
 		Labels:       d.GetLabels(),
-		RfidTag:      strings.ToUpper(d.GetRfidTag()),
+		RfidTag:      d.GetRfidTag(),
+		AssetTag:     d.GetAssetTag(),
+		RiskClass:    d.GetRiskClass(),
 		CreateTime:   ts(now),
 		UpdateTime:   ts(now),
 	}
-	if err := validateSpec("device.", spec); err != nil {
+	if err := inv.prepare(id, spec); err != nil {
 		return nil, err
-	}
-	if other, ok := inv.tagTaken(id, spec.GetRfidTag()); ok {
-		return nil, fmt.Errorf("%w: tag %s is on devices/%s", ErrAlreadyExists, spec.GetRfidTag(), other)
 	}
 	return inv.create(ctx, id, spec, requestID)
 }
@@ -81,7 +81,8 @@ func (inv *Inventory) create(ctx context.Context, id string, spec *pb.Device, re
 		return inv.Get(madeBy)
 	}
 	e := &entry{id: id, spec: spec, rev: rev, status: &pb.DeviceStatus{}}
-	inv.retag(id, "", spec.GetRfidTag())
+	inv.tags.move(id, "", spec.GetRfidTag())
+	inv.assets.move(id, "", assetKey(spec.GetAssetTag()))
 	inv.mu.Lock()
 	inv.devices[id] = e
 	i, _ := slices.BinarySearchFunc(inv.sorted, id, func(x *entry, id string) int { return strings.Compare(x.id, id) })
@@ -233,16 +234,14 @@ func (inv *Inventory) Update(ctx context.Context, id string, d *pb.Device, paths
 			case "labels":
 				spec.Labels = maps.Clone(d.GetLabels())
 			case "rfid_tag":
-				spec.RfidTag = strings.ToUpper(d.GetRfidTag())
+				spec.RfidTag = d.GetRfidTag()
+			case "asset_tag":
+				spec.AssetTag = d.GetAssetTag()
+			case "risk_class":
+				spec.RiskClass = d.GetRiskClass()
 			}
 		}
-		if err := validateSpec("device.", spec); err != nil {
-			return err
-		}
-		if other, ok := inv.tagTaken(id, spec.GetRfidTag()); ok {
-			return fmt.Errorf("%w: tag %s is on devices/%s; untag it first", ErrAlreadyExists, spec.GetRfidTag(), other)
-		}
-		return nil
+		return inv.prepare(id, spec)
 	})
 }
 
@@ -287,19 +286,42 @@ func (inv *Inventory) modify(ctx context.Context, id, etag string, change func(*
 		return nil, err
 	}
 	e.mu.Lock()
-	old := e.spec.GetRfidTag()
+	old := e.spec
 	e.spec, e.rev = spec, newRev
 	d := inv.view(id, e, inv.now())
 	e.mu.Unlock()
-	tag := spec.GetRfidTag()
+	tag, asset := spec.GetRfidTag(), assetKey(spec.GetAssetTag())
 	if spec.GetDecommissionTime() != nil {
-		tag = "" // a decommissioned device's tag locates nothing
+		// A decommissioned device's tag locates nothing, and its asset tag
+		// may go to another device.
+		tag, asset = "", ""
 	}
-	inv.retag(id, old, tag)
+	inv.tags.move(id, old.GetRfidTag(), tag)
+	inv.assets.move(id, assetKey(old.GetAssetTag()), asset)
 	return d, nil
 }
 
 var sitePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// prepare completes a device's registry part from its UDI, checks it, and
+// checks that no other device has its RFID tag or asset tag.
+func (inv *Inventory) prepare(id string, spec *pb.Device) error {
+	spec.RfidTag = strings.ToUpper(strings.TrimSpace(spec.GetRfidTag()))
+	spec.AssetTag = strings.TrimSpace(spec.GetAssetTag())
+	if err := inv.fromUDI(spec); err != nil {
+		return err
+	}
+	if err := validateSpec("device.", spec); err != nil {
+		return err
+	}
+	if other, ok := inv.tags.taken(id, spec.GetRfidTag()); ok {
+		return fmt.Errorf("%w: tag %s is on devices/%s; untag it first", ErrAlreadyExists, spec.GetRfidTag(), other)
+	}
+	if other, ok := inv.assets.taken(id, assetKey(spec.GetAssetTag())); ok {
+		return fmt.Errorf("%w: asset tag %s is on devices/%s", ErrAlreadyExists, spec.GetAssetTag(), other)
+	}
+	return nil
+}
 
 // validateSpec checks the registry fields of a device; prefix is the path
 // of the device in the request ("device.").
@@ -312,6 +334,7 @@ func validateSpec(prefix string, d *pb.Device) error {
 	}
 	for _, f := range []struct{ name, value string }{
 		{"model", d.GetModel()}, {"manufacturer", d.GetManufacturer()}, {"serial", d.GetSerial()}, {"udi", d.GetUdi()},
+		{"asset_tag", d.GetAssetTag()},
 	} {
 		if err := checkText(f.value); err != nil {
 			return &FieldError{Field: prefix + f.name, Reason: err.Error()}
@@ -319,6 +342,12 @@ func validateSpec(prefix string, d *pb.Device) error {
 	}
 	if d.GetModel() == "" {
 		return &FieldError{Field: prefix + "model", Reason: "required"}
+	}
+	if len(d.GetAssetTag()) > maxAssetTag {
+		return &FieldError{Field: prefix + "asset_tag", Reason: fmt.Sprintf("longer than %d bytes", maxAssetTag)}
+	}
+	if _, ok := pb.RiskClass_name[int32(d.GetRiskClass())]; !ok {
+		return &FieldError{Field: prefix + "risk_class", Reason: fmt.Sprintf("%d is not a risk class", d.GetRiskClass())}
 	}
 	if tag := d.GetRfidTag(); tag != "" && !epcPattern.MatchString(tag) {
 		return &FieldError{Field: prefix + "rfid_tag", Reason: fmt.Sprintf("%q is not an EPC: 8 to 64 hex digits", tag)}
@@ -353,4 +382,15 @@ func checkText(s string) error {
 		}
 	}
 	return nil
+}
+
+// Check completes a device's registry part as Create and Update would (from
+// its UDI) and checks it, including that no other device than id has its
+// RFID or asset tag, without writing anything.
+func (inv *Inventory) Check(id string, d *pb.Device) (*pb.Device, error) {
+	if err := validateID("device_id", id); err != nil {
+		return nil, err
+	}
+	spec := proto.CloneOf(d)
+	return spec, inv.prepare(id, spec)
 }

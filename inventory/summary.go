@@ -13,10 +13,12 @@ var nan = math.NaN()
 // of a device, without the copy that Get makes.
 type Summary struct {
 	ID, Model, Profile, Site, Firmware string
-	CreateTime                         time.Time
-	Decommissioned                     bool
-	UsageHours                         float64
-	LastSeen                           time.Time
+	// Manufacturer, Serial, and the UDI's device identifier and lot.
+	Manufacturer, Serial, UDIDI, Lot string
+	CreateTime                       time.Time
+	Decommissioned                   bool
+	UsageHours                       float64
+	LastSeen                         time.Time
 	// Battery is NaN when the device reports none.
 	Battery float64
 	// Registered is when the device last registered; Online says whether
@@ -75,6 +77,8 @@ func (inv *Inventory) Lookup(id string, fn func(s *Summary)) bool {
 func (inv *Inventory) summarize(e *entry, now time.Time, s *Summary) {
 	spec, st := e.spec, e.status
 	*s = Summary{ID: e.id, Model: spec.GetModel(), Profile: spec.GetProfile(), Site: spec.GetSite(),
+		Manufacturer: spec.GetManufacturer(), Serial: spec.GetSerial(),
+		UDIDI: spec.GetUdiCarrier().GetDeviceIdentifier(), Lot: spec.GetUdiCarrier().GetLot(),
 		Firmware: st.GetFirmwareVersion(), CreateTime: spec.GetCreateTime().AsTime(),
 		Decommissioned: spec.GetDecommissionTime() != nil, UsageHours: st.GetUsageSeconds() / 3600,
 		LastSeen: st.GetLastSeenTime().AsTime(), Battery: nan,

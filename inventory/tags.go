@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // epcPattern is an RFID tag's EPC: 8 to 64 upper-case hex digits (a
@@ -19,34 +20,58 @@ func NormalizeTag(epc string) (string, error) {
 	return epc, nil
 }
 
-// DeviceByTag returns the device that carries a tag.
-func (inv *Inventory) DeviceByTag(epc string) (string, bool) {
-	inv.tagMu.RLock()
-	defer inv.tagMu.RUnlock()
-	id, ok := inv.tags[epc]
+// assetKey is the index key of an asset tag: asset tags are compared
+// without regard to case.
+func assetKey(tag string) string { return strings.ToUpper(tag) }
+
+// DeviceByTag returns the device that carries an RFID tag.
+func (inv *Inventory) DeviceByTag(epc string) (string, bool) { return inv.tags.get(epc) }
+
+// DeviceByAssetTag returns the device with an asset tag, in any case.
+func (inv *Inventory) DeviceByAssetTag(tag string) (string, bool) {
+	return inv.assets.get(assetKey(tag))
+}
+
+// uniqueIndex maps an attribute no two live devices may share (an RFID
+// tag's EPC, an asset tag) to the device that has it.
+type uniqueIndex struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+func (x *uniqueIndex) get(key string) (string, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	id, ok := x.m[key]
 	return id, ok
 }
 
-// retag moves a device's entry in the tag index from old to tag.
-func (inv *Inventory) retag(id, old, tag string) {
-	if old == tag {
+// move moves device id's entry from key old to key new.
+func (x *uniqueIndex) move(id, old, new string) {
+	if old == new {
 		return
 	}
-	inv.tagMu.Lock()
-	defer inv.tagMu.Unlock()
-	if old != "" && inv.tags[old] == id {
-		delete(inv.tags, old)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old != "" && x.m[old] == id {
+		delete(x.m, old)
 	}
-	if tag != "" {
-		inv.tags[tag] = id
+	if new != "" {
+		x.m[new] = id
 	}
 }
 
-// tagTaken reports which other device carries tag, if any.
-func (inv *Inventory) tagTaken(id, tag string) (string, bool) {
-	if tag == "" {
+// taken reports which other device has key, if any.
+func (x *uniqueIndex) taken(id, key string) (string, bool) {
+	if key == "" {
 		return "", false
 	}
-	other, ok := inv.DeviceByTag(tag)
+	other, ok := x.get(key)
 	return other, ok && other != id
+}
+
+func (x *uniqueIndex) reset(m map[string]string) {
+	x.mu.Lock()
+	x.m = m
+	x.mu.Unlock()
 }

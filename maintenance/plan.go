@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/medfleet/medfleet/inventory/udi"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -59,6 +61,9 @@ func ValidateModel(id string, m *pb.DeviceModel) error {
 		return &FieldError{Field: "aem_allowed", Reason: "life-support equipment follows the manufacturer's plan (CMS S&C 14-07)"}
 	case len(m.GetTasks()) == 0:
 		return &FieldError{Field: "tasks", Reason: "a plan needs at least one task"}
+	}
+	if err := validateIdentity(m); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, t := range m.GetTasks() {
@@ -111,6 +116,36 @@ func ValidateModel(id string, m *pb.DeviceModel) error {
 	return nil
 }
 
+var productCodePattern = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// validateIdentity checks what names a model outside the plan: its UDI
+// device identifiers, FDA product code and model numbers.
+func validateIdentity(m *pb.DeviceModel) error {
+	if len(m.GetUdiDis()) > 64 {
+		return &FieldError{Field: "udi_dis", Reason: "more than 64"}
+	}
+	for i, di := range m.GetUdiDis() {
+		if err := udi.CheckGTIN(di); err != nil {
+			return &FieldError{Field: fmt.Sprintf("udi_dis[%d]", i), Reason: strings.TrimPrefix(err.Error(), "udi: ")}
+		}
+		if slices.Index(m.GetUdiDis(), di) != i {
+			return &FieldError{Field: fmt.Sprintf("udi_dis[%d]", i), Reason: di + " is listed twice"}
+		}
+	}
+	if pc := m.GetProductCode(); pc != "" && !productCodePattern.MatchString(pc) {
+		return &FieldError{Field: "product_code", Reason: fmt.Sprintf("%q is not an FDA product code: three capital letters", pc)}
+	}
+	if len(m.GetModelNumbers()) > 16 {
+		return &FieldError{Field: "model_numbers", Reason: "more than 16"}
+	}
+	for i, n := range m.GetModelNumbers() {
+		if n = strings.TrimSpace(n); n == "" || len(n) > 64 {
+			return &FieldError{Field: fmt.Sprintf("model_numbers[%d]", i), Reason: "want 1 to 64 characters"}
+		}
+	}
+	return nil
+}
+
 func taskKindNames() []string {
 	var out []string
 	for i := int32(1); pb.TaskKind_name[i] != ""; i++ {
@@ -143,6 +178,9 @@ type modelFile struct {
 	// PredictFailures keeps telemetry histories for a learned
 	// remaining-useful-life model.
 	PredictFailures bool       `yaml:"predict_failures"`
+	UDIDIs          []string   `yaml:"udi_dis"`
+	ProductCode     string     `yaml:"product_code"`
+	ModelNumbers    []string   `yaml:"model_numbers"`
 	Tasks           []taskFile `yaml:"tasks"`
 }
 
@@ -176,7 +214,8 @@ func ParseModelYAML(data []byte) (string, *pb.DeviceModel, error) {
 	}
 	_ = yaml.Unmarshal(data, &root) // for line numbers; it decoded above
 	m := &pb.DeviceModel{Model: f.Model, Manufacturer: f.Manufacturer, Profile: f.Profile, EmNumber: f.EMNumber,
-		HighRisk: f.HighRisk, LifeSupport: f.LifeSupport, AemAllowed: f.AEMAllowed, PredictFailures: f.PredictFailures}
+		HighRisk: f.HighRisk, LifeSupport: f.LifeSupport, AemAllowed: f.AEMAllowed, PredictFailures: f.PredictFailures,
+		UdiDis: f.UDIDIs, ProductCode: f.ProductCode, ModelNumbers: f.ModelNumbers}
 	for i, t := range f.Tasks {
 		kind, ok := ParseKind(t.Kind)
 		if !ok {

@@ -41,6 +41,9 @@ var rules = map[string]rule{
 	pb.DeviceService_ListDevices_FullMethodName:  {perm: access.DevicesRead},
 	pb.DeviceService_UpdateDevice_FullMethodName: {perm: access.DevicesWrite, mutation: true},
 	pb.DeviceService_DeleteDevice_FullMethodName: {perm: access.DevicesWrite, mutation: true},
+	// An import is site-scoped row by row.
+	pb.DeviceService_ImportDevices_FullMethodName: {perm: access.DevicesWrite, mutation: true},
+	pb.DeviceService_ExportDevices_FullMethodName: {perm: access.DevicesRead},
 
 	pb.CredentialService_CreateEnrollment_FullMethodName:       {perm: access.CredentialsWrite, mutation: true},
 	pb.CredentialService_IssueDeviceCredential_FullMethodName:  {perm: access.CredentialsWrite, mutation: true},
@@ -90,6 +93,15 @@ var rules = map[string]rule{
 	pb.RolloutService_PauseRollout_FullMethodName:       {perm: access.RolloutsWrite, mutation: true, global: true},
 	pb.RolloutService_ResumeRollout_FullMethodName:      {perm: access.RolloutsWrite, mutation: true, global: true},
 	pb.RolloutService_AbortRollout_FullMethodName:       {perm: access.RolloutsWrite, mutation: true, global: true},
+
+	// Recalls concern every site; their matches are seen and decided
+	// within the caller's site.
+	pb.RecallService_ImportRecalls_FullMethodName:      {perm: access.MaintenanceWrite, mutation: true, global: true},
+	pb.RecallService_GetRecall_FullMethodName:          {perm: access.MaintenanceRead},
+	pb.RecallService_ListRecalls_FullMethodName:        {perm: access.MaintenanceRead},
+	pb.RecallService_ListRecallMatches_FullMethodName:  {perm: access.MaintenanceRead},
+	pb.RecallService_ConfirmRecallMatch_FullMethodName: {perm: access.MaintenanceWrite, mutation: true},
+	pb.RecallService_DismissRecallMatch_FullMethodName: {perm: access.MaintenanceWrite, mutation: true},
 
 	pb.LocationService_ApplyFacility_FullMethodName:       {perm: access.DevicesWrite, mutation: true, global: true},
 	pb.LocationService_GetFacility_FullMethodName:         {perm: access.DevicesRead},

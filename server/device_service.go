@@ -12,6 +12,9 @@ import (
 
 	"github.com/medfleet/medfleet/coap"
 	"github.com/medfleet/medfleet/inventory"
+	"github.com/medfleet/medfleet/inventory/location"
+	"github.com/medfleet/medfleet/inventory/udi"
+	"github.com/medfleet/medfleet/maintenance/program"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
@@ -19,7 +22,13 @@ import (
 type deviceService struct {
 	pb.UnimplementedDeviceServiceServer
 	inv *inventory.Inventory
-	log *slog.Logger
+	// For ImportDevices and ExportDevices: where devices are and when they
+	// were last inspected. Either may be nil.
+	locations *location.Engine
+	prog      *program.Program
+	// afterImport runs after an import changed devices: recall matching.
+	afterImport func(context.Context)
+	log         *slog.Logger
 }
 
 // inScope reports whether the caller may see d: callers confined to a
@@ -53,8 +62,25 @@ func (s *deviceService) CreateDevice(ctx context.Context, req *pb.CreateDeviceRe
 			return nil, status.Errorf(codes.PermissionDenied, "device.site: you may create devices of site %s only", site)
 		}
 	}
-	d, err := s.inv.Create(ctx, req.GetDeviceId(), req.GetDevice(), req.GetRequestId())
+	id := req.GetDeviceId()
+	if id == "" {
+		id = newDeviceID(req.GetDevice())
+	}
+	d, err := s.inv.Create(ctx, id, req.GetDevice(), req.GetRequestId())
 	return d, grpcError(s.log, "CreateDevice", err)
+}
+
+// newDeviceID makes the id of a device created without one: of its asset
+// tag, else of its UDI's device identifier and serial number. "" when it
+// has neither.
+func newDeviceID(d *pb.Device) string {
+	if t := d.GetAssetTag(); t != "" {
+		return idFromAssetTag(t)
+	}
+	if u, err := udi.Parse(d.GetUdi()); err == nil && u.Serial != "" {
+		return idFromAssetTag(u.DI + "-" + u.Serial)
+	}
+	return ""
 }
 
 func (s *deviceService) GetDevice(ctx context.Context, req *pb.GetDeviceRequest) (*pb.Device, error) {

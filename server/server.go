@@ -226,6 +226,10 @@ func (s *Server) Run(ctx context.Context) error {
 	facs := newFacilities(store.client, engine, s.log.With("component", "facility"))
 	relay := newAvailabilityRelay(engine)
 	inv.OnAvailability(relay.note)
+	inv.SetModelResolver(func(di string) (model, manufacturer, profile string, ok bool) {
+		m, ok := prog.ModelByDI(di)
+		return m.GetModel(), m.GetManufacturer(), m.GetProfile(), ok
+	})
 	loadCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	err = errors.Join(inv.Load(loadCtx), users.Load(loadCtx), creds.Load(loadCtx), prog.Load(loadCtx), fw.Load(loadCtx), facs.Load(loadCtx))
 	if err == nil {
@@ -293,7 +297,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	healthSrv := health.NewServer()
 	grpcSrv := grpc.NewServer(grpcOpts...)
-	pb.RegisterDeviceServiceServer(grpcSrv, &deviceService{inv: inv, log: s.log})
+	recalls := &recallService{client: store.client, inv: inv, prog: prog, log: s.log.With("component", "recalls"), now: time.Now}
+	pb.RegisterDeviceServiceServer(grpcSrv, &deviceService{inv: inv, locations: engine, prog: prog, afterImport: recalls.rematch, log: s.log})
+	pb.RegisterRecallServiceServer(grpcSrv, recalls)
 	pb.RegisterAccessServiceServer(grpcSrv, &accessService{users: users, clientCA: k.clientCA, log: s.log, now: time.Now})
 	pb.RegisterCredentialServiceServer(grpcSrv, &credentialService{creds: creds, inv: inv, serverCA: k.serverCA, log: s.log})
 	pb.RegisterAuditServiceServer(grpcSrv, &auditService{log: auditLog, slg: s.log})

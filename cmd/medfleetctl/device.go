@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"regexp"
 	"strconv"
@@ -55,6 +57,8 @@ name, as in "devices/pump-0001".`,
 		c.deviceTagCommand(),
 		c.deviceStatusCommand(),
 		c.deviceCleanCommand(),
+		c.deviceImportCommand(),
+		c.deviceExportCommand(),
 	)
 	return cmd
 }
@@ -263,7 +267,7 @@ func (c *cli) deviceGetCommand() *cobra.Command {
 
 // registryFlags are the writable fields of a device other than labels.
 type registryFlags struct {
-	profile, model, manufacturer, serial, udi, site string
+	profile, model, manufacturer, serial, udi, site, assetTag, riskClass string
 }
 
 // add defines the flags; each one's name is its update_mask path.
@@ -273,36 +277,60 @@ func (r *registryFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&r.model, "model", "", "model")
 	fl.StringVar(&r.manufacturer, "manufacturer", "", "manufacturer")
 	fl.StringVar(&r.serial, "serial", "", "serial number")
-	fl.StringVar(&r.udi, "udi", "", "GS1 UDI")
+	fl.StringVar(&r.udi, "udi", "", "GS1 UDI as scanned, (01)...(21)... or with GS separators; - reads one line from stdin (a scanner)")
 	fl.StringVar(&r.site, "site", "", "site the device belongs to; callers confined to a site see only its devices")
+	fl.StringVar(&r.assetTag, "asset-tag", "", "the hospital's asset tag (CMMS equipment number)")
+	fl.StringVar(&r.riskClass, "risk-class", "", "clinical risk class: low, medium, high or life-support")
 }
 
 // registryPaths are the update_mask paths of registryFlags, in proto order;
-// each is also the name of its flag.
-var registryPaths = []string{"profile", "model", "manufacturer", "serial", "udi", "site"}
+// each is also the name of its flag, with '-' for '_'.
+var registryPaths = []string{"profile", "model", "manufacturer", "serial", "udi", "site", "asset_tag", "risk_class"}
 
 // changedPaths returns the update_mask paths of the flags given on the
 // command line, even when given as "" (which clears the field).
 func (r *registryFlags) changedPaths(fl *pflag.FlagSet) []string {
 	var paths []string
 	for _, p := range registryPaths {
-		if fl.Changed(p) {
+		if fl.Changed(strings.ReplaceAll(p, "_", "-")) {
 			paths = append(paths, p)
 		}
 	}
 	return paths
 }
 
-func (r *registryFlags) device(name string) *medfleetv1.Device {
+// riskClasses are the --risk-class words.
+var riskClasses = map[string]medfleetv1.RiskClass{
+	"": medfleetv1.RiskClass_RISK_CLASS_UNSPECIFIED, "low": medfleetv1.RiskClass_RISK_CLASS_LOW,
+	"medium": medfleetv1.RiskClass_RISK_CLASS_MEDIUM, "high": medfleetv1.RiskClass_RISK_CLASS_HIGH,
+	"life-support": medfleetv1.RiskClass_RISK_CLASS_LIFE_SUPPORT,
+}
+
+// device is the device the flags describe; a --udi of "-" is read from in.
+func (r *registryFlags) device(name string, in io.Reader) (*medfleetv1.Device, error) {
+	risk, ok := riskClasses[strings.ToLower(r.riskClass)]
+	if !ok {
+		return nil, fmt.Errorf("--risk-class: want low, medium, high or life-support, got %q", r.riskClass)
+	}
+	udi := r.udi
+	if udi == "-" {
+		line, err := bufio.NewReader(in).ReadString('\n')
+		if err != nil && line == "" {
+			return nil, fmt.Errorf("--udi -: nothing on stdin: %v", err)
+		}
+		udi = strings.TrimRight(line, "\r\n")
+	}
 	return &medfleetv1.Device{
 		Name:         name,
 		Profile:      r.profile,
 		Model:        r.model,
 		Manufacturer: r.manufacturer,
 		Serial:       r.serial,
-		Udi:          r.udi,
+		Udi:          udi,
 		Site:         r.site,
-	}
+		AssetTag:     r.assetTag,
+		RiskClass:    risk,
+	}, nil
 }
 
 func (c *cli) deviceCreateCommand() *cobra.Command {
@@ -312,27 +340,40 @@ func (c *cli) deviceCreateCommand() *cobra.Command {
 		requestID string
 	)
 	cmd := &cobra.Command{
-		Use:   "create ID --profile P --model M [flags]",
+		Use:   "create [ID] --profile P --model M [flags]",
 		Short: "Register a device",
 		Long: `Register a device. The device can then register itself over CoAP with
 its id as endpoint name.
+
+With --udi, the UDI is checked (GTIN check digit, dates) and stored in its
+canonical form, the serial number is taken from it, and a device identifier
+that a catalogue model lists (udi_dis) gives the model, manufacturer and
+profile. Without ID, the server makes the id of --asset-tag, else of the
+UDI's device identifier and serial number.
 
 Each invocation sends a fresh request id, so running the command again is a
 new request (and fails with "already exists" if the first one succeeded).
 Scripts that retry should pass their own --request-id: a retry with the same
 id returns the device the first call created.`,
-		Example: `  medfleetctl device create pump-0001 --profile infusion-pump --model "Alaris 8100" --label unit=4-west`,
-		Args:    exactArgs(1, "one device id"),
+		Example: `  medfleetctl device create pump-0001 --profile infusion-pump --model "Alaris 8100" --label unit=4-west
+  medfleetctl device create --udi '(01)10885403810022(21)12580001' --asset-tag BME-004101
+  medfleetctl device create --udi - --asset-tag BME-004102      # then scan the label`,
+		Args: rangeArgs(0, 1, "at most one device id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseDeviceID(args[0])
-			if err != nil {
-				return usageError{cmd: cmd.CommandPath(), err: err}
+			id := ""
+			if len(args) == 1 {
+				var err error
+				if id, err = parseDeviceID(args[0]); err != nil {
+					return usageError{cmd: cmd.CommandPath(), err: err}
+				}
+			} else if reg.udi == "" && reg.assetTag == "" {
+				return usageErrorf(cmd, "give a device id, or --udi or --asset-tag to make one of")
 			}
-			if reg.profile == "" {
-				return usageErrorf(cmd, "--profile: required")
+			if reg.udi == "" && reg.profile == "" {
+				return usageErrorf(cmd, "--profile: required (or --udi of a catalogue model)")
 			}
-			if reg.model == "" {
-				return usageErrorf(cmd, "--model: required")
+			if reg.udi == "" && reg.model == "" {
+				return usageErrorf(cmd, "--model: required (or --udi of a catalogue model)")
 			}
 			lm, err := labels.set()
 			if err != nil {
@@ -344,7 +385,10 @@ id returns the device the first call created.`,
 			if len(requestID) > 64 {
 				return usageErrorf(cmd, "--request-id: at most 64 characters, got %d", len(requestID))
 			}
-			d := reg.device("")
+			d, err := reg.device("", cmd.InOrStdin())
+			if err != nil {
+				return usageError{cmd: cmd.CommandPath(), err: err}
+			}
 			d.Labels = lm
 			req := &medfleetv1.CreateDeviceRequest{DeviceId: id, Device: d, RequestId: requestID}
 			return c.withDeviceClient(cmd.Context(), func(client medfleetv1.DeviceServiceClient) error {
@@ -391,7 +435,10 @@ is given. --etag sets the etag to guard with; --etag "" sends none.`,
 				return usageError{cmd: cmd.CommandPath(), err: err}
 			}
 			name := devicesPrefix + id
-			d := reg.device(name)
+			d, err := reg.device(name, cmd.InOrStdin())
+			if err != nil {
+				return usageError{cmd: cmd.CommandPath(), err: err}
+			}
 			paths := reg.changedPaths(cmd.Flags())
 			editLabels := cmd.Flags().Changed("label") || cmd.Flags().Changed("remove-label")
 			if len(paths) == 0 && !editLabels {

@@ -201,7 +201,11 @@ func TestUpdateMask(t *testing.T) {
 func TestRegistryDevice(t *testing.T) {
 	reg := registryFlags{profile: "cpap", model: "AirSense 11", manufacturer: "ResMed", serial: "S1", udi: "U1", site: "north"}
 	want := &medfleetv1.Device{Name: "devices/cpap-1", Profile: "cpap", Model: "AirSense 11", Manufacturer: "ResMed", Serial: "S1", Udi: "U1", Site: "north"}
-	if diff := cmp.Diff(want, reg.device("devices/cpap-1"), protocmp.Transform()); diff != "" {
+	got, err := reg.device("devices/cpap-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 		t.Errorf("device() mismatch (-want +got):\n%s", diff)
 	}
 }

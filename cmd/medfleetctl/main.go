@@ -212,6 +212,7 @@ func (c *cli) rootCommand() *cobra.Command {
 		c.workorderCommand(),
 		c.firmwareCommand(),
 		c.rolloutCommand(),
+		c.recallCommand(),
 		c.facilityCommand(),
 		c.locateCommand(),
 		c.findCommand(),
@@ -337,6 +338,16 @@ func subPath(cmd *cobra.Command) string {
 }
 
 // exactArgs is cobra.ExactArgs, but its error is a usage error.
+// rangeArgs accepts min to max positional arguments.
+func rangeArgs(min, max int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min || len(args) > max {
+			return usageErrorf(cmd, "%swant %s, got %d", subPath(cmd), what, len(args))
+		}
+		return nil
+	}
+}
+
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {

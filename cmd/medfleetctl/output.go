@@ -139,6 +139,18 @@ func writeDevice(w io.Writer, d *medfleetv1.Device, now time.Time) error {
 	line("manufacturer", cell(d.GetManufacturer()))
 	line("serial", cell(d.GetSerial()))
 	line("udi", cell(d.GetUdi()))
+	if u := d.GetUdiCarrier(); u != nil {
+		var parts []string
+		for _, p := range [][2]string{{"device identifier", u.GetDeviceIdentifier()}, {"lot", u.GetLot()},
+			{"made", u.GetManufactureDate()}, {"expires", u.GetExpiryDate()}} {
+			if p[1] != "" {
+				parts = append(parts, p[0]+" "+p[1])
+			}
+		}
+		line("", strings.Join(parts, ", "))
+	}
+	line("asset tag", cell(d.GetAssetTag()))
+	line("risk class", riskClassWord(d.GetRiskClass()))
 	line("site", cell(d.GetSite()))
 	line("rfid tag", cell(d.GetRfidTag()))
 	mapLines("labels", mapEntries(d.GetLabels(), cell))
@@ -521,4 +533,12 @@ func shortAction(a string) string {
 		return a[strings.LastIndexByte(a, '/')+1:]
 	}
 	return a
+}
+
+// riskClassWord is a risk class as --risk-class takes it.
+func riskClassWord(r medfleetv1.RiskClass) string {
+	if r == medfleetv1.RiskClass_RISK_CLASS_UNSPECIFIED {
+		return "-"
+	}
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(r.String(), "RISK_CLASS_")), "_", "-")
 }

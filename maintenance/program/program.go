@@ -160,6 +160,11 @@ func (p *Program) ApplyModel(ctx context.Context, id string, m *pb.DeviceModel) 
 			return nil, &FieldError{Field: "model", Reason: fmt.Sprintf("%q is already the model string of %s", key, other.GetName())}
 		}
 	}
+	for i, di := range m.GetUdiDis() {
+		if other, ok := p.ModelByDI(di); ok && other.GetName() != "models/"+id {
+			return nil, &FieldError{Field: fmt.Sprintf("udi_dis[%d]", i), Reason: fmt.Sprintf("%s is already a device identifier of %s", di, other.GetName())}
+		}
+	}
 	m = proto.CloneOf(m)
 	m.Name, m.UpdateTime, m.Etag = "models/"+id, timestamppb.New(p.now()), ""
 	b, err := proto.Marshal(m)
@@ -183,6 +188,18 @@ func (p *Program) Model(id string) (*pb.DeviceModel, error) {
 		return nil, fmt.Errorf("model %s: %w", id, ErrNotFound)
 	}
 	return modelEtag(m, rev), nil
+}
+
+// ModelByDI returns the model a GS1 device identifier belongs to.
+func (p *Program) ModelByDI(di string) (*pb.DeviceModel, bool) {
+	var found *pb.DeviceModel
+	p.models.Range(func(_ string, m *pb.DeviceModel) bool {
+		if slices.Contains(m.GetUdiDis(), di) {
+			found = m
+		}
+		return found == nil
+	})
+	return found, found != nil
 }
 
 // Models returns every model, ordered by id.
@@ -234,3 +251,66 @@ func newID(now time.Time) string {
 }
 
 var nan = math.NaN()
+
+// pmTasks are the ids of a model's scheduled inspection tasks: what a
+// CMMS's "last PM date" stands for.
+func pmTasks(m *pb.DeviceModel) []string {
+	var ids []string
+	for _, t := range m.GetTasks() {
+		if t.GetKind() == pb.TaskKind_TASK_KIND_PM_INSPECTION {
+			ids = append(ids, t.GetId())
+		}
+	}
+	return ids
+}
+
+// LastPM is when a device's scheduled inspection was last done: the
+// latest of its model's pm-inspection tasks; zero when never or unknown.
+func (p *Program) LastPM(device, model string) time.Time {
+	m := p.modelsByString()[model]
+	var last time.Time
+	for _, ts := range p.Record(device).GetTasks() {
+		if slices.Contains(pmTasks(m), ts.GetTaskId()) && ts.GetLastDoneTime().AsTime().After(last) {
+			last = ts.GetLastDoneTime().AsTime()
+		}
+	}
+	return last
+}
+
+// ErrNoPlan is returned for a device whose model has no maintenance plan
+// or whose plan has no scheduled inspection.
+var ErrNoPlan = errors.New("no maintenance plan with a pm-inspection task")
+
+// RecordLastPM takes a scheduled inspection done elsewhere (a CMMS's last
+// PM date) into a device's record: each pm-inspection task of its model
+// counts as done at `at`, unless the record has a later one. A device
+// without a record is taken to be in service: it is already in use. It
+// reports whether the record changed.
+func (p *Program) RecordLastPM(ctx context.Context, device, model string, at time.Time) (bool, error) {
+	tasks := pmTasks(p.modelsByString()[model])
+	if len(tasks) == 0 {
+		return false, fmt.Errorf("model %q: %w", model, ErrNoPlan)
+	}
+	if at.After(p.now()) {
+		return false, &FieldError{Field: "last_pm_date", Reason: "in the future"}
+	}
+	cur, _, known := p.records.Get(device)
+	stale := func(r *pb.DeviceMaintenance, id string) bool {
+		i := slices.IndexFunc(r.GetTasks(), func(t *pb.TaskState) bool { return t.GetTaskId() == id })
+		return i < 0 || r.GetTasks()[i].GetLastDoneTime().AsTime().Before(at)
+	}
+	if known && !slices.ContainsFunc(tasks, func(id string) bool { return stale(cur, id) }) {
+		return false, nil
+	}
+	err := p.updateRecord(ctx, device, func(r *pb.DeviceMaintenance) {
+		if !known {
+			r.ServiceState = pb.ServiceState_SERVICE_STATE_IN_SERVICE
+		}
+		for _, id := range tasks {
+			if stale(r, id) {
+				setTask(r, &pb.TaskState{TaskId: id, LastDoneTime: timestamppb.New(at), LastWorkOrder: "import"})
+			}
+		}
+	})
+	return err == nil, err
+}

@@ -57,12 +57,12 @@ func (p *Program) CreateWorkOrder(ctx context.Context, o *pb.WorkOrder, creator 
 				return nil, &FieldError{Field: fmt.Sprintf("work_order.task_ids[%d]", i), Reason: fmt.Sprintf("%q is not a task of %s", id, m.GetName())}
 			}
 		}
-	case pb.WorkOrderType_WORK_ORDER_TYPE_REPAIR, pb.WorkOrderType_WORK_ORDER_TYPE_ACCEPTANCE:
+	case pb.WorkOrderType_WORK_ORDER_TYPE_REPAIR, pb.WorkOrderType_WORK_ORDER_TYPE_ACCEPTANCE, pb.WorkOrderType_WORK_ORDER_TYPE_RECALL:
 		if len(o.GetTaskIds()) > 0 {
 			return nil, &FieldError{Field: "work_order.task_ids", Reason: "only for a preventive order"}
 		}
 	default:
-		return nil, &FieldError{Field: "work_order.type", Reason: "required: preventive, repair or acceptance"}
+		return nil, &FieldError{Field: "work_order.type", Reason: "required: preventive, repair, acceptance or recall"}
 	}
 	if n.DueTime == nil {
 		n.DueTime = timestamppb.New(p.now())

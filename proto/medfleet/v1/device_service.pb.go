@@ -25,6 +25,8 @@ const (
 type CreateDeviceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The device id, which becomes the last part of the resource name.
+	// Empty: made of the asset tag, else of the UDI's device identifier and
+	// serial number ("10885403810022-12580001").
 	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// name, etag and the output-only fields are ignored.
 	Device *Device `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
@@ -142,9 +144,12 @@ type ListDevicesRequest struct {
 	//
 	//	profile = "cpap" AND connectivity = ONLINE
 	//
-	// Fields: profile, model, manufacturer, serial, udi, firmware_version,
-	// connectivity (ONLINE, OFFLINE), clinical_state (IDLE, IN_USE, CHARGING,
-	// FAULT) and labels.<key>. Operators: = and !=.
+	// Fields: profile, model, manufacturer, serial, udi, udi_di, lot,
+	// asset_tag, site, rfid_tag, firmware_version, risk_class (LOW, MEDIUM,
+	// HIGH, LIFE_SUPPORT), availability (AVAILABLE, IN_USE, SOILED,
+	// IN_MAINTENANCE, OUT_OF_SERVICE), connectivity (ONLINE, OFFLINE),
+	// clinical_state (IDLE, IN_USE, CHARGING, FAULT) and labels.<key>.
+	// Operators: = and !=.
 	Filter string `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Include decommissioned devices.
 	ShowDecommissioned bool `protobuf:"varint,4,opt,name=show_decommissioned,json=showDecommissioned,proto3" json:"show_decommissioned,omitempty"`
@@ -460,7 +465,11 @@ type ImportDevicesResponse struct {
 	Problems []*ImportProblem `protobuf:"bytes,6,rep,name=problems,proto3" json:"problems,omitempty"`
 	// The file's header mapped to columns, in file order; "" for ignored
 	// headers.
-	Columns       []string `protobuf:"bytes,7,rep,name=columns,proto3" json:"columns,omitempty"`
+	Columns []string `protobuf:"bytes,7,rep,name=columns,proto3" json:"columns,omitempty"`
+	// What was applied in part or not at all without stopping the import: a
+	// last PM date for a model without a maintenance plan, a location that a
+	// live RFID or Wi-Fi location overrides, an ignored header.
+	Warnings      []*ImportProblem `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -540,6 +549,13 @@ func (x *ImportDevicesResponse) GetProblems() []*ImportProblem {
 func (x *ImportDevicesResponse) GetColumns() []string {
 	if x != nil {
 		return x.Columns
+	}
+	return nil
+}
+
+func (x *ImportDevicesResponse) GetWarnings() []*ImportProblem {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -742,7 +758,7 @@ const file_medfleet_v1_device_service_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x1a<\n" +
 	"\x0eColumnMapEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa1\x02\n" +
 	"\x15ImportDevicesResponse\x12\x12\n" +
 	"\x04rows\x18\x01 \x01(\x05R\x04rows\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\x05R\acreated\x12\x18\n" +
@@ -750,7 +766,8 @@ const file_medfleet_v1_device_service_proto_rawDesc = "" +
 	"\tunchanged\x18\x04 \x01(\x05R\tunchanged\x12\x18\n" +
 	"\aapplied\x18\x05 \x01(\bR\aapplied\x126\n" +
 	"\bproblems\x18\x06 \x03(\v2\x1a.medfleet.v1.ImportProblemR\bproblems\x12\x18\n" +
-	"\acolumns\x18\a \x03(\tR\acolumns\"U\n" +
+	"\acolumns\x18\a \x03(\tR\acolumns\x126\n" +
+	"\bwarnings\x18\b \x03(\v2\x1a.medfleet.v1.ImportProblemR\bwarnings\"U\n" +
 	"\rImportProblem\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\x05R\x04line\x12\x16\n" +
 	"\x06column\x18\x02 \x01(\tR\x06column\x12\x18\n" +
@@ -805,25 +822,26 @@ var file_medfleet_v1_device_service_proto_depIdxs = []int32{
 	13, // 3: medfleet.v1.UpdateDeviceRequest.update_mask:type_name -> google.protobuf.FieldMask
 	11, // 4: medfleet.v1.ImportDevicesRequest.column_map:type_name -> medfleet.v1.ImportDevicesRequest.ColumnMapEntry
 	8,  // 5: medfleet.v1.ImportDevicesResponse.problems:type_name -> medfleet.v1.ImportProblem
-	0,  // 6: medfleet.v1.DeviceService.CreateDevice:input_type -> medfleet.v1.CreateDeviceRequest
-	1,  // 7: medfleet.v1.DeviceService.GetDevice:input_type -> medfleet.v1.GetDeviceRequest
-	2,  // 8: medfleet.v1.DeviceService.ListDevices:input_type -> medfleet.v1.ListDevicesRequest
-	4,  // 9: medfleet.v1.DeviceService.UpdateDevice:input_type -> medfleet.v1.UpdateDeviceRequest
-	5,  // 10: medfleet.v1.DeviceService.DeleteDevice:input_type -> medfleet.v1.DeleteDeviceRequest
-	6,  // 11: medfleet.v1.DeviceService.ImportDevices:input_type -> medfleet.v1.ImportDevicesRequest
-	9,  // 12: medfleet.v1.DeviceService.ExportDevices:input_type -> medfleet.v1.ExportDevicesRequest
-	12, // 13: medfleet.v1.DeviceService.CreateDevice:output_type -> medfleet.v1.Device
-	12, // 14: medfleet.v1.DeviceService.GetDevice:output_type -> medfleet.v1.Device
-	3,  // 15: medfleet.v1.DeviceService.ListDevices:output_type -> medfleet.v1.ListDevicesResponse
-	12, // 16: medfleet.v1.DeviceService.UpdateDevice:output_type -> medfleet.v1.Device
-	12, // 17: medfleet.v1.DeviceService.DeleteDevice:output_type -> medfleet.v1.Device
-	7,  // 18: medfleet.v1.DeviceService.ImportDevices:output_type -> medfleet.v1.ImportDevicesResponse
-	10, // 19: medfleet.v1.DeviceService.ExportDevices:output_type -> medfleet.v1.ExportDevicesResponse
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	8,  // 6: medfleet.v1.ImportDevicesResponse.warnings:type_name -> medfleet.v1.ImportProblem
+	0,  // 7: medfleet.v1.DeviceService.CreateDevice:input_type -> medfleet.v1.CreateDeviceRequest
+	1,  // 8: medfleet.v1.DeviceService.GetDevice:input_type -> medfleet.v1.GetDeviceRequest
+	2,  // 9: medfleet.v1.DeviceService.ListDevices:input_type -> medfleet.v1.ListDevicesRequest
+	4,  // 10: medfleet.v1.DeviceService.UpdateDevice:input_type -> medfleet.v1.UpdateDeviceRequest
+	5,  // 11: medfleet.v1.DeviceService.DeleteDevice:input_type -> medfleet.v1.DeleteDeviceRequest
+	6,  // 12: medfleet.v1.DeviceService.ImportDevices:input_type -> medfleet.v1.ImportDevicesRequest
+	9,  // 13: medfleet.v1.DeviceService.ExportDevices:input_type -> medfleet.v1.ExportDevicesRequest
+	12, // 14: medfleet.v1.DeviceService.CreateDevice:output_type -> medfleet.v1.Device
+	12, // 15: medfleet.v1.DeviceService.GetDevice:output_type -> medfleet.v1.Device
+	3,  // 16: medfleet.v1.DeviceService.ListDevices:output_type -> medfleet.v1.ListDevicesResponse
+	12, // 17: medfleet.v1.DeviceService.UpdateDevice:output_type -> medfleet.v1.Device
+	12, // 18: medfleet.v1.DeviceService.DeleteDevice:output_type -> medfleet.v1.Device
+	7,  // 19: medfleet.v1.DeviceService.ImportDevices:output_type -> medfleet.v1.ImportDevicesResponse
+	10, // 20: medfleet.v1.DeviceService.ExportDevices:output_type -> medfleet.v1.ExportDevicesResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_medfleet_v1_device_service_proto_init() }
