@@ -64,23 +64,33 @@ func (s *deviceService) CreateDevice(ctx context.Context, req *pb.CreateDeviceRe
 	}
 	id := req.GetDeviceId()
 	if id == "" {
-		id = newDeviceID(req.GetDevice())
+		var err error
+		if id, err = newDeviceID(req.GetDevice()); err != nil {
+			return nil, err
+		}
 	}
 	d, err := s.inv.Create(ctx, id, req.GetDevice(), req.GetRequestId())
 	return d, grpcError(s.log, "CreateDevice", err)
 }
 
 // newDeviceID makes the id of a device created without one: of its asset
-// tag, else of its UDI's device identifier and serial number. "" when it
-// has neither.
-func newDeviceID(d *pb.Device) string {
+// tag, else of its UDI's device identifier and serial number; "" when it
+// has neither, which Create refuses.
+func newDeviceID(d *pb.Device) (string, error) {
 	if t := d.GetAssetTag(); t != "" {
-		return idFromAssetTag(t)
+		return idFromAssetTag(t), nil
 	}
-	if u, err := udi.Parse(d.GetUdi()); err == nil && u.Serial != "" {
-		return idFromAssetTag(u.DI + "-" + u.Serial)
+	if d.GetUdi() == "" {
+		return "", nil
 	}
-	return ""
+	u, err := udi.Parse(d.GetUdi())
+	if err != nil {
+		return "", invalidArgument("device.udi", strings.TrimPrefix(err.Error(), "udi: "))
+	}
+	if u.Serial == "" {
+		return "", invalidArgument("device_id", "required: the UDI has no serial number (21) to make one of")
+	}
+	return idFromAssetTag(u.DI + "-" + u.Serial), nil
 }
 
 func (s *deviceService) GetDevice(ctx context.Context, req *pb.GetDeviceRequest) (*pb.Device, error) {

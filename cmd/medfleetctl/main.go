@@ -106,7 +106,7 @@ Exit codes:
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	shutdown := setupTracing(ctx)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	shutdown()
 	stop()
 	os.Exit(code)
@@ -135,10 +135,11 @@ func setupTracing(ctx context.Context) func() {
 
 // run executes one command line and returns the process exit code. Errors
 // are written to stderr as "medfleetctl: <message>".
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now}
 	root := c.rootCommand()
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	ctx, span := otel.Tracer(telemetry.ScopeName+"/medfleetctl").Start(ctx, "medfleetctl")
 	cmd, err := root.ExecuteContextC(ctx)
 	if cmd != nil {

@@ -30,9 +30,15 @@ const unreachable = "127.0.0.1:1"
 // code, stdout and stderr.
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
+	return runCLIStdin(t, env, "", args...)
+}
+
+// runCLIStdin is runCLI with stdin.
+func runCLIStdin(t *testing.T, env map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	getenv := func(k string) string { return env[k] }
-	code := run(t.Context(), args, &stdout, &stderr, getenv)
+	code := run(t.Context(), args, strings.NewReader(stdin), &stdout, &stderr, getenv)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -81,6 +87,12 @@ func (s *testServer) runEnv(t *testing.T, env map[string]string, args ...string)
 	merged := maps.Clone(s.env)
 	maps.Copy(merged, env)
 	return runCLI(t, merged, args...)
+}
+
+// runStdin runs a command line as the first administrator with stdin.
+func (s *testServer) runStdin(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	return runCLIStdin(t, s.env, stdin, args...)
 }
 
 // mustRun runs a command line as the first administrator, fails the test
@@ -306,8 +318,8 @@ func TestUsageErrors(t *testing.T) {
 		{"list with argument", []string{"device", "list", "pump-0001"}, "device list: want no arguments, got 1"},
 		{"unknown verb", []string{"device", "frob"}, `unknown command "frob" for "medfleetctl device"`},
 		{"unknown noun", []string{"frob"}, `unknown command "frob" for "medfleetctl"`},
-		{"noun without verb", []string{"device"}, "medfleetctl: device: missing command, one of: clean, create, credential, delete, enroll, get, list, status, tag, update\n"},
-		{"nothing at all", []string{}, "medfleetctl: missing command, one of: audit, checkin, device, facility, find, firmware, locate, location, maintenance, model, par, rollout, token, user, version, whoami, workorder\n"},
+		{"noun without verb", []string{"device"}, "medfleetctl: device: missing command, one of: clean, create, credential, delete, enroll, export, get, import, list, status, tag, update\n"},
+		{"nothing at all", []string{}, "medfleetctl: missing command, one of: audit, checkin, device, facility, find, firmware, locate, location, maintenance, model, par, recall, rollout, token, user, version, whoami, workorder\n"},
 		{"create without profile", []string{"device", "create", "p-1", "--model", "m"}, "--profile: required"},
 		{"create without model", []string{"device", "create", "p-1", "--profile", "cpap"}, "--model: required"},
 		{"create label twice", []string{"device", "create", "p-1", "--profile", "cpap", "--model", "m", "--label", "a=1", "--label", "a=2"}, `--label: key "a" given twice`},
@@ -403,7 +415,7 @@ func TestCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"--server", unreachable, "device", "list"}, &stdout, &stderr, func(string) string { return "" })
+	code := run(ctx, []string{"--server", unreachable, "device", "list"}, nil, &stdout, &stderr, func(string) string { return "" })
 	if code != exitError {
 		t.Errorf("exit code = %d, want %d (stderr %q)", code, exitError, stderr.String())
 	}
