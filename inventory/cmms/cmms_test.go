@@ -160,3 +160,28 @@ func TestSampleInventory(t *testing.T) {
 		t.Fatalf("columns %q: a header is not known", f.Columns)
 	}
 }
+
+// FuzzRead: any input is read or refused, never a panic, and every row and
+// problem names a line of the file.
+func FuzzRead(f *testing.F) {
+	f.Add("asset_tag,model,serial\nA1,M,S1\n")
+	f.Add("\xEF\xBB\xBFAsset #;Mfr;Last PM\nA;B;2026-01-01\n")
+	f.Add("asset_tag,last_pm_date,risk_class\n,03/04/2025,critical\nA,\"x\ny\",low\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		file, err := Read(strings.NewReader(in), nil)
+		if err != nil {
+			return
+		}
+		lines := strings.Count(in, "\n") + 1
+		for _, r := range file.Rows {
+			if r.Line < 2 || r.Line > lines {
+				t.Fatalf("row at line %d of %d", r.Line, lines)
+			}
+		}
+		for _, p := range file.Problems {
+			if p.Line < 2 || p.Line > lines {
+				t.Fatalf("problem at line %d of %d: %v", p.Line, lines, p)
+			}
+		}
+	})
+}
