@@ -310,7 +310,7 @@ func (s *Server) Run(ctx context.Context) error {
 	pb.RegisterLocationServiceServer(grpcSrv, locSvc)
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
-	web := &webAPI{loc: locSvc, users: users, insecure: s.cfg.GRPC.Insecure, audit: auditLog, log: s.log.With("component", "web")}
+	web := &webAPI{loc: locSvc, dev: &deviceService{inv: inv, log: s.log}, users: users, insecure: s.cfg.GRPC.Insecure, audit: auditLog, log: s.log.With("component", "web")}
 	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics, web), ReadHeaderTimeout: 10 * time.Second}
 
 	s.mu.Lock()

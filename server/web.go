@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -48,6 +49,10 @@ type webAPI struct {
 	// goes unrecorded.
 	audit auditLog
 	log   *slog.Logger
+	// dev serves the FHIR export's devices; fhirTrees keeps its Location
+	// tree of the facility in force (fhir.go).
+	dev       *deviceService
+	fhirTrees atomic.Pointer[fhirTree]
 }
 
 // The page: plain HTML, CSS and JavaScript, no build step.
@@ -100,6 +105,7 @@ func (w *webAPI) register(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/units", endpoint(w, pb.LocationService_GetFacility_FullMethodName, noRequest, w.units))
 	mux.Handle("GET /api/v1/floors", endpoint(w, pb.LocationService_GetFacility_FullMethodName, floorsRequest, w.floors))
 	mux.Handle("GET /api/v1/par", endpoint(w, pb.LocationService_ListParLevels_FullMethodName, parRequest, w.par))
+	w.registerFHIR(mux)
 	mux.HandleFunc("/api/", func(rw http.ResponseWriter, r *http.Request) {
 		securityHeaders(rw.Header())
 		writeJSON(rw, http.StatusNotFound, map[string]string{"error": "no such API: " + r.Method + " " + r.URL.Path})
