@@ -15,58 +15,82 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/medfleet/medfleet/agent"
 	"github.com/medfleet/medfleet/coap"
+	"github.com/medfleet/medfleet/inventory/facility"
 	pb "github.com/medfleet/medfleet/proto/medfleet/v1"
 )
 
 // BenchmarkSightingToWatchUnderLoad measures, through the whole path, the
 // time from a reader's report that moves a tagged pump (sent over CoAP) to
-// the WatchLocations event that says so, while a simulated fleet of 10,000
-// devices reports once a second to the same server in the same process.
-// One probe reader moves the pump between two antennas every 250 ms, for
-// b.N moves (dwell 0: every report is a move).
+// the WatchLocations event that says so, while 10,000 devices report once
+// a second to the same server. One probe reader moves the pump between two
+// antennas every 250 ms, for b.N moves (dwell 0: every report is a move).
+//
+// By default the server and a simulated fleet (agent.Simulator) run in this
+// process:
 //
 //	go test ./server -run XXX -bench SightingToWatchUnderLoad -benchtime 120x
+//
+// With MEDFLEET_PROBE_GRPC and MEDFLEET_PROBE_COAP it probes a medfleetd
+// of its own process instead (insecure gRPC and CoAP, the sample facility,
+// location.dwell 0), which another process loads: scripts/sighting-latency.sh.
 func BenchmarkSightingToWatchUnderLoad(b *testing.B) {
-	cfg := testConfig(b, b.TempDir())
-	cfg.Inventory.ReportInterval = time.Second
-	cfg.Location.Dwell = 0
-	ts := startServer(b, cfg)
 	ctx := context.Background()
+	const tag = "3034ED000000000000000001"
+	probe := &pb.Device{Profile: "infusion-pump", Model: "P", RfidTag: tag}
+	var (
+		conn     *grpc.ClientConn
+		coapAddr string
+	)
+	if addr := os.Getenv("MEDFLEET_PROBE_GRPC"); addr != "" {
+		coapAddr = os.Getenv("MEDFLEET_PROBE_COAP")
+		var err error
+		if conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = pb.NewDeviceServiceClient(conn).CreateDevice(ctx, &pb.CreateDeviceRequest{DeviceId: "probe-pump", Device: probe})
+		if err != nil && status.Code(err) != grpccodes.AlreadyExists {
+			b.Fatal(err)
+		}
+	} else {
+		ts := inProcessLoad(b, probe)
+		conn, coapAddr = ts.conn, ts.srv.Addrs().CoAP.String()
+	}
+
+	watch, err := pb.NewLocationServiceClient(conn).WatchLocations(ctx, &pb.WatchLocationsRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The probe reader's antennas 1 and 2 watch two zones of 4 West.
 	doc, err := os.ReadFile("../examples/facility/hospital.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := ts.srv.ApplyFacility(ctx, doc); err != nil {
-		b.Fatal(err)
-	}
-	const tag = "3034ED000000000000000001"
-	if _, err := ts.srv.Inventory().Create(ctx, "probe-pump", &pb.Device{Profile: "infusion-pump", Model: "P", RfidTag: tag}, ""); err != nil {
-		b.Fatal(err)
-	}
-
-	// The load: 10,000 devices, no facility of their own (prefix "load").
-	sim, err := agent.NewSimulator(agent.SimConfig{Server: ts.srv.Addrs().CoAP.String(), Insecure: true, Devices: 10_000,
-		IDPrefix: "load", Interval: time.Second, Lifetime: time.Minute, TimeScale: 1, Seed: 5}, slog.New(slog.DiscardHandler))
+	fac, err := facility.Parse(doc)
 	if err != nil {
 		b.Fatal(err)
 	}
-	simCtx, stopSim := context.WithCancel(ctx)
-	simDone := make(chan error, 1)
-	go func() { simDone <- sim.Run(simCtx) }()
-	defer func() { stopSim(); <-simDone }()
-	waitFor(b, 3*time.Minute, "the fleet registered", func() bool { return ts.srv.GatewayStats().Registrations >= 10_000 })
-	time.Sleep(5 * time.Second) // steady reporting
-
-	watch, err := pb.NewLocationServiceClient(ts.conn).WatchLocations(ctx, &pb.WatchLocationsRequest{})
-	if err != nil {
-		b.Fatal(err)
+	zone := map[string]string{}
+	for _, a := range []string{"1", "2"} {
+		if zone[a], _ = fac.ReaderZone("sim-rfid-0013", a); zone[a] == "" {
+			b.Fatalf("sim-rfid-0013 antenna %s has no zone", a)
+		}
+	}
+	type move struct {
+		at   time.Time
+		zone string
 	}
 	var (
 		mu   sync.Mutex
-		sent []time.Time // when the k-th move was sent
+		sent []move // the moves sent, in order
+		next int    // the first move without its event
 		lat  []time.Duration
 	)
 	got := make(chan struct{})
@@ -80,16 +104,19 @@ func BenchmarkSightingToWatchUnderLoad(b *testing.B) {
 			if ev.GetKind() != pb.LocationEvent_KIND_MOVED || ev.GetLocation().GetDevice() != "devices/probe-pump" {
 				continue
 			}
-			now := time.Now()
+			now, z := time.Now(), ev.GetLocation().GetPlace().GetZone()
 			mu.Lock()
-			if k := len(lat); k < len(sent) {
-				lat = append(lat, now.Sub(sent[k]))
+			for k := next; k < len(sent); k++ { // a lost event skips its move
+				if sent[k].zone == z {
+					lat, next = append(lat, now.Sub(sent[k].at)), k+1
+					break
+				}
 			}
 			mu.Unlock()
 		}
 	}()
 
-	cc, err := udp.Dial(ts.srv.Addrs().CoAP.String())
+	cc, err := udp.Dial(coapAddr)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,23 +125,29 @@ func BenchmarkSightingToWatchUnderLoad(b *testing.B) {
 	if code := postQuery(b, cc, "/rd", coap.FormatCBOR, reg, "ep=sim-rfid-0013"); code != codes.Created {
 		b.Fatalf("probe reader registration: %v", code)
 	}
-	b.ResetTimer()
-	for i := range b.N {
-		antenna := "1" // 4w-clean
-		if i%2 == 1 {
-			antenna = "2" // 4w-soiled
-		}
-		r := &coap.Report{Seq: uint64(i + 1), Sightings: []coap.Sighting{{Antenna: antenna, EPC: tag, RSSI: -45}}}
+	sight := func(seq uint64, antenna string) {
+		r := &coap.Report{Seq: seq, Sightings: []coap.Sighting{{Antenna: antenna, EPC: tag, RSSI: -45}}}
 		body, err := coap.EncodePack(coap.FormatSenMLCBOR, r.Pack())
 		if err != nil {
 			b.Fatal(err)
 		}
-		mu.Lock()
-		sent = append(sent, time.Now())
-		mu.Unlock()
 		if code := postQuery(b, cc, "/dp", coap.FormatSenMLCBOR, body, "ep=sim-rfid-0013"); code != codes.Changed {
 			b.Fatalf("probe report: %v", code)
 		}
+	}
+	// Place the pump at antenna 2 first: every timed report is then a move.
+	sight(1, "2")
+	time.Sleep(time.Second)
+	b.ResetTimer()
+	for i := range b.N {
+		antenna := "1"
+		if i%2 == 1 {
+			antenna = "2"
+		}
+		mu.Lock()
+		sent = append(sent, move{time.Now(), zone[antenna]})
+		mu.Unlock()
+		sight(uint64(i+2), antenna)
 		time.Sleep(250 * time.Millisecond)
 	}
 	select {
@@ -131,6 +164,40 @@ func BenchmarkSightingToWatchUnderLoad(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(len(lat)), "moves")
+}
+
+// inProcessLoad starts a server with the sample facility, dwell 0, the
+// probe pump, and 10,000 simulated devices reporting once a second, all in
+// this process, and waits until they report steadily.
+func inProcessLoad(b *testing.B, probe *pb.Device) *testServer {
+	cfg := testConfig(b, b.TempDir())
+	cfg.Inventory.ReportInterval = time.Second
+	cfg.Location.Dwell = 0
+	ts := startServer(b, cfg)
+	ctx := context.Background()
+	doc, err := os.ReadFile("../examples/facility/hospital.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ts.srv.ApplyFacility(ctx, doc); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ts.srv.Inventory().Create(ctx, "probe-pump", probe, ""); err != nil {
+		b.Fatal(err)
+	}
+	// The load: 10,000 devices, no facility of their own (prefix "load").
+	sim, err := agent.NewSimulator(agent.SimConfig{Server: ts.srv.Addrs().CoAP.String(), Insecure: true, Devices: 10_000,
+		IDPrefix: "load", Interval: time.Second, Lifetime: time.Minute, TimeScale: 1, Seed: 5}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	simCtx, stopSim := context.WithCancel(ctx)
+	simDone := make(chan error, 1)
+	go func() { simDone <- sim.Run(simCtx) }()
+	b.Cleanup(func() { stopSim(); <-simDone })
+	waitFor(b, 3*time.Minute, "the fleet registered", func() bool { return ts.srv.GatewayStats().Registrations >= 10_000 })
+	time.Sleep(5 * time.Second) // steady reporting
+	return ts
 }
 
 func postQuery(tb testing.TB, cc *udpclient.Conn, path string, cf message.MediaType, body []byte, q string) codes.Code {
