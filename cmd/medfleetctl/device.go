@@ -86,7 +86,9 @@ The filter flags are joined by AND into an AIP-160 filter, and so is
     profile = "cpap" AND connectivity = ONLINE AND labels.unit = "4-west"
   --filter 'firmware_version != "2.4.1"'
 
-Filter fields: profile, model, manufacturer, serial, udi, site, firmware_version,
+Filter fields: profile, model, manufacturer, serial, udi, udi_di, lot, asset_tag,
+site, rfid_tag, firmware_version, risk_class (LOW, MEDIUM, HIGH, LIFE_SUPPORT),
+availability (AVAILABLE, IN_USE, SOILED, IN_MAINTENANCE, OUT_OF_SERVICE),
 connectivity (ONLINE, OFFLINE), clinical_state (IDLE, IN_USE, CHARGING, FAULT),
 labels.<key>. Operators: = and !=.
 
