@@ -108,9 +108,15 @@ func BenchmarkSightingToWatchUnderLoad(b *testing.B) {
 			mu.Lock()
 			for k := next; k < len(sent); k++ { // a lost event skips its move
 				if sent[k].zone == z {
+					if k != next {
+						b.Logf("moves %d to %d had no event", next, k-1)
+					}
 					lat, next = append(lat, now.Sub(sent[k].at)), k+1
 					break
 				}
+			}
+			if len(sent) > 0 && (next == 0 || sent[next-1].zone != z) {
+				b.Logf("event to %s at %v matches no move", z, ev.GetLocation().GetSinceTime().AsTime())
 			}
 			mu.Unlock()
 		}
@@ -135,8 +141,11 @@ func BenchmarkSightingToWatchUnderLoad(b *testing.B) {
 			b.Fatalf("probe report: %v", code)
 		}
 	}
+	// Sequence numbers continue across the runs of this function (b.N = 1
+	// first) against one server: a repeated one would be a duplicate.
+	seq := uint64(time.Now().UnixMicro())
 	// Place the pump at antenna 2 first: every timed report is then a move.
-	sight(1, "2")
+	sight(seq, "2")
 	time.Sleep(time.Second)
 	b.ResetTimer()
 	for i := range b.N {
@@ -147,7 +156,7 @@ func BenchmarkSightingToWatchUnderLoad(b *testing.B) {
 		mu.Lock()
 		sent = append(sent, move{time.Now(), zone[antenna]})
 		mu.Unlock()
-		sight(uint64(i+2), antenna)
+		sight(seq+uint64(i)+1, antenna)
 		time.Sleep(250 * time.Millisecond)
 	}
 	select {
