@@ -24,14 +24,13 @@ const maxImport = 64 << 20
 
 // importRow is what a row of an import will do.
 type importRow struct {
-	line     int
-	id       string
-	spec     *pb.Device // the registry part to write
-	paths    []string   // for an existing device, the fields that change; nil: create
-	exists   bool
-	zone     string    // where to check it in, "" for nowhere
-	lastPM   time.Time // zero: none
-	hasModel bool      // its model has a pm-inspection task
+	line   int
+	id     string
+	spec   *pb.Device // the registry part to write
+	paths  []string   // for an existing device, the fields that change; nil: create
+	exists bool
+	zone   string    // where to check it in, "" for nowhere
+	lastPM time.Time // zero: none
 }
 
 // ImportDevices reads a CMMS inventory, checks every row, and applies the
