@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# restart-storm.sh [DEVICES] [DOWN_SECONDS]: how a medfleetd absorbs its
+# restart-storm.sh [DEVICES] [DOWN_SECONDS] [LIFETIME]: how a medfleetd absorbs its
 # whole fleet coming back after a restart. DEVICES devices (default 10,000)
 # report once a second from medfleet-bench (plain CoAP, each its own
 # socket); after a steady minute medfleetd is killed (SIGKILL), stays down
 # DOWN_SECONDS (default 10), and starts again on the same data and ports.
-# The devices' retransmissions and re-registrations then arrive together.
+# The devices' retransmissions then arrive together; with a registration
+# LIFETIME (seconds, default 60) shorter than the outage, their
+# registrations have lapsed too, and every device registers again.
 # Printed: medfleetd's time from start to ready (its gRPC port answering),
 # and, second by second from the restart, the accepted reports and the
 # registrations (from /metrics), until the accepted rate is back to 99 %
@@ -12,6 +14,7 @@
 set -euo pipefail
 devices=${1:-10000}
 down=${2:-10}
+lifetime=${3:-60}
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'kill $load $srv 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -35,12 +38,12 @@ start() {
 counters() {
 	curl -s "http://$http/metrics" | awk '
 		/^medfleet_ingest_reports_total\{.*result="accepted"/ { a += $NF }
-		/^medfleet_coap_requests_total\{.*coap_route="\/rd".*coap_response_code="2.01"/ { r += $NF }
+		/^medfleet_coap_requests_total\{/ && /coap_route="\/rd"/ && /coap_response_code="2.01"/ { r += $NF }
 		END { printf "%d %d\n", a, r }'
 }
 
 start
-"$tmp/medfleet-bench" --server "$coap" --devices "$devices" --rate 1 --warmup 10s --duration $((100 + down + 120))s \
+"$tmp/medfleet-bench" --server "$coap" --devices "$devices" --rate 1 --lifetime "$lifetime" --warmup 10s --duration $((100 + down + 120))s \
 	>"$tmp/load.txt" 2>"$tmp/load.log" &
 load=$!
 sleep 90 # registration, then a steady minute
@@ -58,7 +61,7 @@ for ((s = 1; s <= 120; s++)); do
 	sleep 1
 	read a r < <(counters)
 	echo "$s $((a - pa)) $((r - pr))"
-	if ((a - pa >= devices * 99 / 100 && s > 3)); then
+	if ((a - pa >= devices * 99 / 100 && s > 3 && (lifetime >= down || r > devices * 99 / 100))); then
 		echo "back to 99 % of the offered rate $s s after the restart"
 		break
 	fi
