@@ -6,7 +6,10 @@
 #   go-coap  medfleet-bench serve-baseline: go-coap with one handler that
 #            answers 2.04, configured like medfleetd's gateway;
 #   medfleetd with its embedded etcd: registration, SenML decoding, ingest,
-#            group-committed checkpoints.
+#            group-committed checkpoints, plain CoAP on its own read loop;
+#   medfleetd-gocoap  the same with coap.plain_server go-coap: go-coap's UDP
+#            server, as medfleetd served plain CoAP before.
+# TARGETS (environment) chooses some of them, e.g. TARGETS="medfleetd medfleetd-gocoap".
 # Each device has its own socket and offers RATE reports/s (open loop), so the
 # answered rate is what each server sustains. Runs must last longer than
 # 247 s: go-coap keeps each response that long and scans it on every datagram
@@ -38,23 +41,34 @@ run() { # name, extra bench flags, server command...
 	srv=
 }
 
-addr=127.0.0.1:$(port)
-run libcoap --baseline coap-server-notls -A 127.0.0.1 -p "${addr##*:}"
-addr=127.0.0.1:$(port)
-run gocoap --baseline "$tmp/medfleet-bench" serve-baseline --listen "$addr"
-addr=127.0.0.1:$(port)
+targets=${TARGETS:-libcoap gocoap medfleetd medfleetd-gocoap}
 tcp() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-run medfleetd "" "$tmp/medfleetd" --data-dir "$tmp/data" --report-interval 1s --coap-listen "$addr" \
-	--grpc-listen 127.0.0.1:$(tcp) --http-listen 127.0.0.1:$(tcp) \
-	--etcd-listen-client http://127.0.0.1:$(tcp) --etcd-listen-peer http://127.0.0.1:$(tcp)
+printf 'coap:\n  plain_server: go-coap\n' >"$tmp/gocoap.yaml"
+for target in $targets; do
+	addr=127.0.0.1:$(port)
+	case $target in
+	libcoap) run libcoap --baseline coap-server-notls -A 127.0.0.1 -p "${addr##*:}" ;;
+	gocoap) run gocoap --baseline "$tmp/medfleet-bench" serve-baseline --listen "$addr" ;;
+	medfleetd | medfleetd-gocoap)
+		config=()
+		[ "$target" = medfleetd-gocoap ] && config=(--config "$tmp/gocoap.yaml")
+		run "$target" "" "$tmp/medfleetd" "${config[@]}" --data-dir "$tmp/data-$target" --report-interval 1s \
+			--insecure-coap --coap-listen "$addr" --coap-dtls-listen 127.0.0.1:$(port) \
+			--grpc-listen 127.0.0.1:$(tcp) --http-listen 127.0.0.1:$(tcp) \
+			--etcd-listen-client http://127.0.0.1:$(tcp) --etcd-listen-peer http://127.0.0.1:$(tcp)
+		;;
+	*) echo "unknown target $target" >&2; exit 2 ;;
+	esac
+done
 
-python3 - "$tmp" "$devices" "$rate" "$seconds" "$warmup" <<'PY'
+python3 - "$tmp" "$devices" "$rate" "$seconds" "$warmup" $targets <<'PY'
 import json, sys
-tmp, devices, rate, seconds, warmup = sys.argv[1:]
+tmp, devices, rate, seconds, warmup = sys.argv[1:6]
+targets = sys.argv[6:]
 print(f"{devices} devices x {rate} reports/s offered ({int(devices)*float(rate):.0f}/s), {warmup} s warm-up, {seconds} s measured")
-print(f"{'target':10} {'answered/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'timeouts':>9} {'server CPU':>11} {'RSS MiB':>8} {'answers/core-s':>15}")
+print(f"{'target':16} {'answered/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'timeouts':>9} {'server CPU':>11} {'RSS MiB':>8} {'answers/core-s':>15}")
 res = {}
-for name in ("libcoap", "gocoap", "medfleetd"):
+for name in targets:
     r = json.load(open(f"{tmp}/{name}.json"))
     s = r.get("server") or {}
     cpu = s.get("cpu_percent_of_one_core", 0)
@@ -63,7 +77,8 @@ for name in ("libcoap", "gocoap", "medfleetd"):
     res[name] = ans
     eff = ans / (cpu / 100) if cpu else 0
     lat = r["latency_ms"]
-    print(f"{name:10} {ans:11.0f} {lat['p50']:8.3f} {lat['p99']:8.3f} {lat['p999']:9.3f} {r['timeouts']:9d} {cpu:10.0f}% {rss:8.0f} {eff:15.0f}")
-base = res["libcoap"] or 1
-print(f"ratios to libcoap: go-coap {res['gocoap']/base:.2f}, medfleetd {res['medfleetd']/base:.2f}")
+    print(f"{name:16} {ans:11.0f} {lat['p50']:8.3f} {lat['p99']:8.3f} {lat['p999']:9.3f} {r['timeouts']:9d} {cpu:10.0f}% {rss:8.0f} {eff:15.0f}")
+if "libcoap" in res:
+    base = res["libcoap"] or 1
+    print("ratios to libcoap: " + ", ".join(f"{n} {v/base:.2f}" for n, v in res.items() if n != "libcoap"))
 PY

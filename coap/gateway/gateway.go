@@ -109,12 +109,23 @@ type Config struct {
 	// beyond the bound is answered 5.03 with a Max-Age of about RetryAfter;
 	// the blocks of active downloads are always served.
 	MaxDownloads int `yaml:"max_downloads"`
+	// PlainServer serves plain CoAP (UDP without DTLS): "medfleet", the
+	// gateway's own read loop on go-coap's codec (udp.go), or "go-coap",
+	// go-coap's UDP server, which keeps every answer of every peer for
+	// 247 s and scans them on each datagram (docs/benchmarks.md).
+	PlainServer string `yaml:"plain_server"`
 }
+
+// The servers of plain CoAP (Config.PlainServer).
+const (
+	PlainServerMedfleet = "medfleet"
+	PlainServerGoCoAP   = "go-coap"
+)
 
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{ReadBuffer: 4 << 20, IdleTimeout: 10 * time.Minute, RequestTimeout: 5 * time.Second,
-		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1000, MaxDownloads: 256}
+		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1000, MaxDownloads: 256, PlainServer: PlainServerMedfleet}
 }
 
 // Validate checks the configuration; errors name the field by its path.
@@ -134,6 +145,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coap.max_handshakes_per_second: %v is under 1", c.MaxHandshakeRate)
 	case c.MaxDownloads < 1:
 		return fmt.Errorf("coap.max_downloads: %d is under 1", c.MaxDownloads)
+	case c.PlainServer != PlainServerMedfleet && c.PlainServer != PlainServerGoCoAP:
+		return fmt.Errorf("coap.plain_server: %q is neither %s nor %s", c.PlainServer, PlainServerMedfleet, PlainServerGoCoAP)
 	}
 	return nil
 }
@@ -192,6 +205,9 @@ func (g *Gateway) Serve(ctx context.Context, conn *net.UDPConn) error {
 		if err := conn.SetReadBuffer(g.cfg.ReadBuffer); err != nil {
 			g.log.Warn("cannot set the CoAP socket's read buffer", "bytes", g.cfg.ReadBuffer, "err", err)
 		}
+	}
+	if g.cfg.PlainServer == PlainServerMedfleet {
+		return g.serveUDP(ctx, conn)
 	}
 	s := udp.NewServer(
 		options.WithMux(mux.HandlerFunc(g.serveCOAP)),
@@ -262,19 +278,11 @@ func diagnostic(code codes.Code, format string, args ...any) answer {
 	return answer{code: code, format: message.TextPlain, payload: []byte(fmt.Sprintf(format, args...))}
 }
 
+// serveCOAP answers a request go-coap's servers (DTLS, or plain UDP with
+// coap.plain_server go-coap) hand over.
 func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
-	start := time.Now()
-	req, a := parseRequest(m)
-	req.peer = w.Conn().RemoteAddr()
-	ctx, span := g.tel.start(m.Context(), req)
-	device := ""
-	if a.code == 0 {
-		device, a = g.route(ctx, req)
-	}
-	if !a.throttled {
-		g.count(a.code)
-	}
-	defer func() { g.tel.end(ctx, span, req, device, a, time.Since(start)) }()
+	req, a, done := g.serve(m, w.Conn().RemoteAddr())
+	defer done()
 	if req.nonConfirmable && isFirmware(req.path) {
 		// A block asked for with a NON request goes back as a NON response
 		// written here, and the response stays unset: go-coap then sends
@@ -298,12 +306,31 @@ func (g *Gateway) serveCOAP(w mux.ResponseWriter, m *mux.Message) {
 		cc := w.Conn()
 		time.AfterFunc(time.Second, func() { _ = cc.Close() }) // after the answer went out
 	}
-	level := slog.LevelDebug
-	if a.code >= codes.InternalServerError && !a.throttled {
-		level = slog.LevelError
+}
+
+// serve parses and routes a request from peer. done, called once the
+// answer is sent, ends the request's span and logs it.
+func (g *Gateway) serve(m *mux.Message, peer net.Addr) (request, answer, func()) {
+	start := time.Now()
+	req, a := parseRequest(m)
+	req.peer = peer
+	ctx, span := g.tel.start(m.Context(), req)
+	device := ""
+	if a.code == 0 {
+		device, a = g.route(ctx, req)
 	}
-	g.log.Log(ctx, level, "coap request", "method", req.method.String(), "path", "/"+strings.Join(req.path, "/"),
-		"device", device, "code", a.code.String(), "dur", time.Since(start), "peer", w.Conn().RemoteAddr().String())
+	if !a.throttled {
+		g.count(a.code)
+	}
+	return req, a, func() {
+		g.tel.end(ctx, span, req, device, a, time.Since(start))
+		level := slog.LevelDebug
+		if a.code >= codes.InternalServerError && !a.throttled {
+			level = slog.LevelError
+		}
+		g.log.Log(ctx, level, "coap request", "method", req.method.String(), "path", "/"+strings.Join(req.path, "/"),
+			"device", device, "code", a.code.String(), "dur", time.Since(start), "peer", peer.String())
+	}
 }
 
 func (g *Gateway) count(c codes.Code) {
@@ -707,7 +734,7 @@ func writeNon(cc mux.Conn, m *mux.Message, a answer) error {
 	resp.SetMessageID(uc.GetMessageID())
 	resp.SetToken(m.Token())
 	for _, o := range a.opts {
-		resp.SetOptionBytes(o.ID, o.Value)
+		resp.AddOptionBytes(o.ID, o.Value)
 	}
 	resp.SetContentFormat(a.format)
 	resp.SetBody(bytes.NewReader(a.payload))
