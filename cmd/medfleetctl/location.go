@@ -440,9 +440,14 @@ func (c *cli) watchLocations(ctx context.Context, client medfleetv1.LocationServ
 	}
 	for {
 		ev, err := stream.Recv()
+		_, timed := ctx.Deadline()
 		switch {
 		case ctx.Err() != nil:
 			return nil // --for has passed, or Ctrl-C
+		case timed && status.Code(err) == codes.DeadlineExceeded:
+			// --for has passed on the server's clock first: the deadline
+			// travels with the stream, and the server ends it.
+			return nil
 		case err == io.EOF:
 			return status.Error(codes.Unavailable, "the server ended the watch; watch again")
 		case err != nil:
