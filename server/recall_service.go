@@ -36,6 +36,9 @@ const (
 // "Z-1234-2023".
 var recallNumber = regexp.MustCompile(`^[A-Z]-[0-9]{4}-[0-9]{2,4}$`)
 
+// productCode is an FDA product code: three capital letters.
+var productCode = regexp.MustCompile(`^[A-Z]{3}$`)
+
 // recallService implements medfleet.v1.RecallService. Recalls are few and
 // read rarely, so it reads etcd on every call and keeps no cache: every
 // replica sees the same.
@@ -103,7 +106,7 @@ func checkRecall(prefix string, r *pb.Recall) error {
 	if !recallNumber.MatchString(r.GetProductResNumber()) {
 		return invalidArgument(prefix+"product_res_number", fmt.Sprintf("%q is not an FDA recall number such as Z-0557-04", r.GetProductResNumber()))
 	}
-	if pc := r.GetProductCode(); pc != "" && !regexp.MustCompile(`^[A-Z]{3}$`).MatchString(pc) {
+	if pc := r.GetProductCode(); pc != "" && !productCode.MatchString(pc) {
 		return invalidArgument(prefix+"product_code", fmt.Sprintf("%q is not an FDA product code: three capital letters", pc))
 	}
 	for _, f := range []struct{ name, v string }{
