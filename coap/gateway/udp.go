@@ -242,10 +242,10 @@ func (s *udpServer) datagram(ctx context.Context, data []byte, peer netip.AddrPo
 		s.g.log.Error("coap: cannot encode an answer", "err", err)
 		return
 	}
-	s.write(resp, peer)
-	if con {
+	if con { // before the answer leaves: its retransmission must find it
 		s.seen.end(peer, mid, resp)
 	}
+	s.write(resp, peer)
 }
 
 // encode makes the answer to request m: piggy-backed on the ACK of a
