@@ -298,7 +298,8 @@ func (s *Server) Run(ctx context.Context) error {
 	healthSrv := health.NewServer()
 	grpcSrv := grpc.NewServer(grpcOpts...)
 	recalls := &recallService{client: store.client, inv: inv, prog: prog, log: s.log.With("component", "recalls"), now: time.Now}
-	pb.RegisterDeviceServiceServer(grpcSrv, &deviceService{inv: inv, locations: engine, prog: prog, afterImport: recalls.rematch, log: s.log})
+	devSvc := &deviceService{inv: inv, locations: engine, prog: prog, afterImport: recalls.rematch, log: s.log}
+	pb.RegisterDeviceServiceServer(grpcSrv, devSvc)
 	pb.RegisterRecallServiceServer(grpcSrv, recalls)
 	pb.RegisterAccessServiceServer(grpcSrv, &accessService{users: users, clientCA: k.clientCA, log: s.log, now: time.Now})
 	pb.RegisterCredentialServiceServer(grpcSrv, &credentialService{creds: creds, inv: inv, serverCA: k.serverCA, log: s.log})
@@ -310,7 +311,7 @@ func (s *Server) Run(ctx context.Context) error {
 	pb.RegisterLocationServiceServer(grpcSrv, locSvc)
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
-	web := &webAPI{loc: locSvc, dev: &deviceService{inv: inv, log: s.log}, users: users, insecure: s.cfg.GRPC.Insecure, audit: auditLog, log: s.log.With("component", "web")}
+	web := &webAPI{loc: locSvc, dev: devSvc, users: users, insecure: s.cfg.GRPC.Insecure, audit: auditLog, log: s.log.With("component", "web")}
 	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics, web), ReadHeaderTimeout: 10 * time.Second}
 
 	s.mu.Lock()
