@@ -104,6 +104,10 @@ type Agent struct {
 	inUse        atomic.Bool
 	stateChanged atomic.Bool
 	poke         chan struct{}
+	// truth is what the device has made so far (Simulator.Truth); quiet
+	// stops it making reports (Simulator.Quiesce).
+	truth atomic.Pointer[Truth]
+	quiet atomic.Bool
 
 	// Everything below is owned by the goroutine that calls Run.
 	rnd         *rand.Rand
@@ -131,6 +135,13 @@ type Agent struct {
 	// fatal is why the agent cannot go on (an enrolment the server
 	// refused): the loop ends and Run returns it.
 	fatal error
+
+	// delivered is the newest report the server accepted without yet
+	// storing it (the desired state's stored): such reports stay queued,
+	// unsent, until a later answer says they are stored. Any failed
+	// exchange or new registration sets it back to the queue's acked
+	// point, so that they are sent again in order.
+	delivered uint64
 
 	// DTLS (unless Config.Insecure).
 	cas       []*x509.Certificate // Config.CA and CAFile
@@ -288,6 +299,7 @@ func (a *Agent) open() error {
 		}
 	}
 	profile.Restore(counters)
+	a.publishTruth()
 	return nil
 }
 
@@ -407,6 +419,9 @@ func (a *Agent) simTime(now time.Time) time.Time {
 // the newest report.
 func (a *Agent) takeReport(now time.Time) {
 	a.lastReport = now
+	if a.quiet.Load() {
+		return
+	}
 	a.simNow = a.simTime(now)
 	a.profile.Step(a.simNow)
 	r := a.profile.Sample()
@@ -430,8 +445,11 @@ func (a *Agent) takeReport(now time.Time) {
 	if err != nil {
 		a.log.Error("cannot queue a report; it is lost, the next one carries the counters",
 			slog.Uint64(keySeq, r.Seq), slog.Any(keyErr, err))
+		a.dropped++
+		a.publishTruth()
 		return
 	}
+	defer a.publishTruth()
 	a.log.Debug("report queued", slog.Uint64(keySeq, r.Seq), slog.Int(keyPending, a.queue.Len()))
 	if dropped > 0 {
 		a.dropped += uint64(dropped)
@@ -470,6 +488,9 @@ func (a *Agent) sync(ctx context.Context) {
 			slog.Int(keyPending, a.queue.Len()), slog.Any(keyErr, err))
 		return
 	}
+	// The server may have lost what it accepted and had not stored: the
+	// next exchange sends every unsettled report again, oldest first.
+	a.delivered = a.queue.Acked()
 	kind, wait := a.classify(err)
 	a.retryAt = now.Add(wait)
 	if kind != a.trouble {
@@ -542,7 +563,7 @@ func (a *Agent) exchangeOnce(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		e, ok, err := a.queue.Oldest()
+		e, ok, err := a.queue.Next(max(a.delivered, a.queue.Acked()))
 		if err != nil {
 			return err
 		}
@@ -591,6 +612,7 @@ func (a *Agent) register(ctx context.Context) error {
 		return statusError("register", resp)
 	}
 	a.registered = true
+	a.delivered = a.queue.Acked() // a new registration: the server may have lost the unsettled ones
 	a.lastContact = a.now()
 	a.log.Info("registered", slog.String(keyServer, a.cfg.Server), slog.Duration(keyLifetime, a.cfg.Lifetime),
 		slog.Int(keyPending, a.queue.Len()))
@@ -617,6 +639,7 @@ func (a *Agent) report(ctx context.Context, e Entry) error {
 		a.log.Error("server refused a report; dropped it", slog.Uint64(keySeq, e.Seq),
 			slog.String(keyCode, resp.code.String()), slog.String(keyDiag, resp.diagnostic()))
 		a.dropped++
+		a.publishTruth()
 		return a.queue.Ack(e.Seq)
 	}
 	return statusError("report", resp)
@@ -674,13 +697,28 @@ func (a *Agent) follow(resp response, sent uint64) error {
 			return err
 		}
 		a.lastSeq = seq + uint64(pending)
+		a.delivered = seq
 		a.log.Info("server is ahead of this agent's sequence numbers; continuing above them",
 			slog.Uint64(keyAbove, seq), slog.Int(keyPending, pending))
-	} else if acked := max(sent, seq); acked > a.queue.Acked() {
-		// The server has everything up to acked (a sequence number it
-		// reports within the queue was delivered before the agent noticed).
-		if err := a.queue.Ack(acked); err != nil {
-			return err
+	} else {
+		// The server has accepted everything up to max(sent, seq) (a
+		// sequence number it reports within the queue was delivered before
+		// the agent noticed), and stored everything up to stored.
+		accepted := max(sent, seq)
+		stored := accepted
+		if d != nil && d.Stored != nil {
+			stored = min(*d.Stored, accepted)
+		}
+		if seq < a.delivered && sent == 0 {
+			// The server knows less than it accepted before: it lost its
+			// memory (a restart) and the unsettled reports go again.
+			a.delivered = a.queue.Acked()
+		}
+		a.delivered = max(a.delivered, accepted)
+		if stored > a.queue.Acked() {
+			if err := a.queue.Ack(stored); err != nil {
+				return err
+			}
 		}
 	}
 	if d == nil {
@@ -699,6 +737,19 @@ func (a *Agent) follow(resp response, sent uint64) error {
 	}
 	a.followFirmware(d.Firmware)
 	return nil
+}
+
+// Truth is what a device has made so far: what the server's view of it
+// must reach once every report is delivered.
+type Truth struct {
+	LastSeq      uint64  // sequence number of the newest report
+	Dropped      uint64  // reports settled without delivery (a full queue, a refused report)
+	UsageSeconds float64 // the usage counter of the newest report (cumulative)
+}
+
+// publishTruth makes the device's Truth readable from other goroutines.
+func (a *Agent) publishTruth() {
+	a.truth.Store(&Truth{LastSeq: a.lastSeq, Dropped: a.dropped, UsageSeconds: a.profile.Counters().Usage})
 }
 
 // setSeq rewrites the seq record of a queued SenML-CBOR pack.

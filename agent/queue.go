@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/medfleet/medfleet/coap"
@@ -33,8 +34,9 @@ type Queue interface {
 	// them. When more than the limit are then pending, the oldest are
 	// settled unsent and their number is returned.
 	Append(e Entry) (dropped int, err error)
-	// Oldest returns the oldest pending report.
-	Oldest() (Entry, bool, error)
+	// Next returns the oldest pending report whose sequence number is above
+	// after; Next(0) is the oldest of all.
+	Next(after uint64) (Entry, bool, error)
 	// Len is the number of pending reports.
 	Len() int
 	// Ack settles every report up to seq.
@@ -97,11 +99,12 @@ func (q *memQueue) Append(e Entry) (int, error) {
 	return dropped, nil
 }
 
-func (q *memQueue) Oldest() (Entry, bool, error) {
-	if len(q.pending) == 0 {
+func (q *memQueue) Next(after uint64) (Entry, bool, error) {
+	i := sort.Search(len(q.pending), func(i int) bool { return q.pending[i].Seq > after })
+	if i == len(q.pending) {
 		return Entry{}, false, nil
 	}
-	return q.pending[0], true, nil
+	return q.pending[i], true, nil
 }
 
 func (q *memQueue) Len() int { return len(q.pending) }
@@ -398,14 +401,16 @@ func (q *fileQueue) read(ref frameRef) (Entry, error) {
 	return Entry{Seq: ref.seq, Pack: b[frameHeader+seqLen:]}, nil
 }
 
-func (q *fileQueue) Oldest() (Entry, bool, error) {
+func (q *fileQueue) Next(after uint64) (Entry, bool, error) {
 	if q.f == nil {
 		return Entry{}, false, ErrQueueClosed
 	}
-	if q.head >= len(q.frames) {
+	pending := q.frames[q.head:]
+	i := sort.Search(len(pending), func(i int) bool { return pending[i].seq > after })
+	if i == len(pending) {
 		return Entry{}, false, nil
 	}
-	e, err := q.read(q.frames[q.head])
+	e, err := q.read(pending[i])
 	return e, err == nil, err
 }
 

@@ -51,9 +51,9 @@ func pendingSeqs(t *testing.T, q Queue) []uint64 {
 	t.Helper()
 	var out []uint64
 	for q.Len() > 0 {
-		e, ok, err := q.Oldest()
+		e, ok, err := q.Next(0)
 		if err != nil || !ok {
-			t.Fatalf("Oldest() = %v, %v, %v with Len %d", e, ok, err, q.Len())
+			t.Fatalf("Next(0) = %v, %v, %v with Len %d", e, ok, err, q.Len())
 		}
 		if !bytes.Equal(e.Pack, pack(e.Seq)) && !bytes.HasPrefix(e.Pack, []byte("renumbered")) {
 			t.Fatalf("Oldest() pack = %q, want %q", e.Pack, pack(e.Seq))
@@ -156,9 +156,9 @@ func TestQueueRenumber(t *testing.T) {
 			if q.Acked() != 100 {
 				t.Errorf("Acked() = %d, want 100", q.Acked())
 			}
-			e, _, _ := q.Oldest()
+			e, _, _ := q.Next(0)
 			if want := "renumbered 101 from pack-2"; string(e.Pack) != want {
-				t.Errorf("Oldest() = %q, want %q", e.Pack, want)
+				t.Errorf("Next(0) = %q, want %q", e.Pack, want)
 			}
 			if last, _ := q.Last(); last.Seq != 103 {
 				t.Errorf("Last() = %d, want 103", last.Seq)
@@ -405,9 +405,9 @@ func FuzzQueueOpen(f *testing.F) {
 			t.Fatalf("Len() = %d above the limit 5", n)
 		}
 		for q.Len() > 0 {
-			e, ok, err := q.Oldest()
+			e, ok, err := q.Next(0)
 			if err != nil || !ok || e.Seq <= q.Acked() {
-				t.Fatalf("Oldest() = %d, %v, %v; acked %d", e.Seq, ok, err, q.Acked())
+				t.Fatalf("Next(0) = %d, %v, %v; acked %d", e.Seq, ok, err, q.Acked())
 			}
 			if err := q.Ack(e.Seq); err != nil {
 				t.Fatal(err)

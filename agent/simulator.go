@@ -290,6 +290,27 @@ func (s *Simulator) Firmware(device string) (FirmwareStatus, bool) {
 	return a.Firmware(), true
 }
 
+// Truth returns, by device id, what every simulated device has made so far
+// (devices that have not started are absent). Safe for any goroutine.
+func (s *Simulator) Truth() map[string]Truth {
+	out := make(map[string]Truth, len(s.byID))
+	for id, a := range s.byID {
+		if t := a.truth.Load(); t != nil {
+			out[id] = *t
+		}
+	}
+	return out
+}
+
+// Quiesce makes every device stop making reports; they go on delivering
+// their queues and heartbeating, so that their Truth stops moving and a
+// server's view of them can catch up with it. Safe for any goroutine.
+func (s *Simulator) Quiesce() {
+	for _, a := range s.byID {
+		a.quiet.Store(true)
+	}
+}
+
 // worldClock is the simulated time of a Simulator's World: it starts at the
 // real time of the call and runs scale times as fast, like the clock of
 // each device.

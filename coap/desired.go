@@ -14,6 +14,13 @@ type Desired struct {
 	// Seq is the highest report sequence number the server has accepted.
 	// A device that lost its own count continues above it.
 	Seq uint64 `cbor:"seq" json:"seq"`
+	// Stored, when present, is the highest sequence number the server has
+	// stored durably; the reports between it and Seq are accepted but could
+	// still be lost with the server's memory. A device keeps them queued,
+	// without sending them again, until a later answer says they are
+	// stored, and sends them again after any failed exchange. Absent (a
+	// server that does not say), every accepted report counts as stored.
+	Stored *uint64 `cbor:"stored,omitempty" json:"stored,omitempty"`
 	// Interval is the report interval the server wants, in seconds.
 	Interval uint32 `cbor:"interval" json:"interval"`
 	// ConfigRevision changes whenever the device's configuration does;
