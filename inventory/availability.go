@@ -70,27 +70,40 @@ func (inv *Inventory) SetAvailability(ctx context.Context, id string, a pb.Avail
 	e.wmu.Lock() // one durable write at a time for this device
 	defer e.wmu.Unlock()
 	now := inv.now()
-	e.mu.Lock()
-	if e.spec.GetDecommissionTime() != nil {
-		e.mu.Unlock()
-		return nil, fmt.Errorf("%w: devices/%s", ErrDecommissioned, id)
-	}
-	from := e.status.GetAvailability()
-	if from != a && !slices.Contains(transitions[from], a) {
-		e.mu.Unlock()
-		return nil, fmt.Errorf("%w: devices/%s is %s; from there it can become %s", ErrTransition, id, AvailabilityName(from), names(transitions[from]))
-	}
-	st := proto.Clone(e.status).(*pb.DeviceStatus)
-	st.Availability, st.AvailabilityTime = a, ts(now)
-	b, err := proto.Marshal(st)
-	e.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
 	wctx, cancel := inv.ctx(ctx)
 	defer cancel()
-	if _, err := inv.store.putStatuses(wctx, []string{id}, [][]byte{b}); err != nil {
-		return nil, err
+	var from pb.Availability
+	var st *pb.DeviceStatus
+	for attempt := 1; ; attempt++ {
+		e.mu.Lock()
+		if e.spec.GetDecommissionTime() != nil {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("%w: devices/%s", ErrDecommissioned, id)
+		}
+		from = e.status.GetAvailability()
+		if from != a && !slices.Contains(transitions[from], a) {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("%w: devices/%s is %s; from there it can become %s", ErrTransition, id, AvailabilityName(from), names(transitions[from]))
+		}
+		st = proto.Clone(e.status).(*pb.DeviceStatus)
+		st.Availability, st.AvailabilityTime = a, ts(now)
+		b, err := proto.Marshal(st)
+		put := statusPut{id: id, rev: e.statusRev, msg: b, seq: st.GetLastSeq()}
+		e.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		written := false
+		err = inv.store.putStatuses(wctx, []statusPut{put}, func(b statusBatch) { written = inv.settle(wctx, b, nil) == 0 })
+		if err != nil {
+			return nil, err
+		}
+		if written {
+			break
+		}
+		if attempt == 3 {
+			return nil, fmt.Errorf("%w: devices/%s: its status keeps changing on another replica", ErrConflict, id)
+		}
 	}
 	e.mu.Lock()
 	// Reports may have changed other fields meanwhile: only availability

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,9 @@ type checkpointStats struct {
 	txns     atomic.Uint64 // etcd transactions
 	statuses atomic.Uint64 // status keys written
 	failures atomic.Uint64
+	// conflicts counts transactions refused because another replica had
+	// written one of their statuses since this one saw it.
+	conflicts atomic.Uint64
 	// lastSuccess is when a checkpoint last left nothing unwritten (Unix
 	// nanoseconds; 0 before the first).
 	lastSuccess atomic.Int64
@@ -28,13 +32,14 @@ type checkpointStats struct {
 
 // CheckpointStats is a snapshot of checkpointStats.
 type CheckpointStats struct {
-	Batches, Txns, Statuses, Failures uint64
+	Batches, Txns, Statuses, Failures, Conflicts uint64
 }
 
 // CheckpointStats returns counters of the checkpoints so far.
 func (inv *Inventory) CheckpointStats() CheckpointStats {
 	c := &inv.checkpoints
-	return CheckpointStats{Batches: c.batches.Load(), Txns: c.txns.Load(), Statuses: c.statuses.Load(), Failures: c.failures.Load()}
+	return CheckpointStats{Batches: c.batches.Load(), Txns: c.txns.Load(), Statuses: c.statuses.Load(), Failures: c.failures.Load(),
+		Conflicts: c.conflicts.Load()}
 }
 
 // Run checkpoints changed statuses to etcd every CheckpointInterval (a group
@@ -69,6 +74,37 @@ func (inv *Inventory) Run(ctx context.Context) error {
 	}
 }
 
+// settle records what became of a batch of status writes and returns the
+// number of its statuses that were not written. Written, they are stored
+// up to the seq they carried; refused because another replica wrote one of
+// them since this one saw it, etcd's copies are merged into memory and the
+// statuses are marked for the next checkpoint (dirty holds their span
+// contexts, nil when there are none).
+func (inv *Inventory) settle(ctx context.Context, b statusBatch, dirty map[string]trace.SpanContext) int {
+	inv.checkpoints.txns.Add(1)
+	if b.rev == 0 {
+		inv.checkpoints.conflicts.Add(1)
+		for _, kv := range b.current {
+			inv.applyStatus(strings.TrimPrefix(string(kv.Key), statusPrefix), kv.ModRevision, kv.Value)
+		}
+		if dirty != nil {
+			for _, p := range b.puts {
+				inv.markDirty(trace.ContextWithSpanContext(ctx, dirty[p.id]), p.id)
+			}
+		}
+		return len(b.puts)
+	}
+	for _, p := range b.puts {
+		if e, ok := inv.lookup(p.id); ok {
+			e.mu.Lock()
+			e.statusRev = max(e.statusRev, b.rev)
+			e.storedSeq = max(e.storedSeq, p.seq)
+			e.mu.Unlock()
+		}
+	}
+	return 0
+}
+
 // Checkpoint writes every status changed since the last checkpoint. Statuses
 // it could not write stay marked for the next one.
 func (inv *Inventory) Checkpoint(ctx context.Context) error {
@@ -101,8 +137,7 @@ func (inv *Inventory) Checkpoint(ctx context.Context) error {
 		trace.WithLinks(links...), trace.WithAttributes(attribute.Int("medfleet.checkpoint.size", len(dirty))))
 	defer span.End()
 
-	ids := make([]string, 0, len(dirty))
-	msgs := make([][]byte, 0, len(dirty))
+	puts := make([]statusPut, 0, len(dirty))
 	for id := range dirty {
 		e, ok := inv.lookup(id)
 		if !ok {
@@ -110,18 +145,22 @@ func (inv *Inventory) Checkpoint(ctx context.Context) error {
 		}
 		e.mu.Lock()
 		b, err := proto.Marshal(e.status)
+		p := statusPut{id: id, rev: e.statusRev, msg: b, seq: e.status.GetLastSeq()}
 		e.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		ids = append(ids, id)
-		msgs = append(msgs, b)
+		puts = append(puts, p)
 	}
 	ctx, cancel := inv.ctx(ctx)
 	defer cancel()
-	txns, err := inv.store.putStatuses(ctx, ids, msgs)
-	inv.checkpoints.txns.Add(uint64(txns))
-	written := min(txns*inv.cfg.MaxTxnOps, len(ids))
+	handled, written := 0, 0
+	err := inv.store.putStatuses(ctx, puts, func(b statusBatch) {
+		handled += len(b.puts)
+		if inv.settle(ctx, b, dirty) == 0 {
+			written += len(b.puts)
+		}
+	})
 	inv.checkpoints.statuses.Add(uint64(written))
 	inv.checkpoints.batches.Add(1)
 	inv.tel.batchSize.Record(ctx, int64(written))
@@ -129,8 +168,8 @@ func (inv *Inventory) Checkpoint(ctx context.Context) error {
 		inv.checkpoints.failures.Add(1)
 		inv.tel.failures.Add(ctx, 1)
 		span.SetStatus(otelcodes.Error, err.Error())
-		for _, id := range ids[written:] {
-			inv.markDirty(trace.ContextWithSpanContext(ctx, dirty[id]), id)
+		for _, p := range puts[handled:] {
+			inv.markDirty(trace.ContextWithSpanContext(ctx, dirty[p.id]), p.id)
 		}
 		return err
 	}

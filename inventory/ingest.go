@@ -3,7 +3,6 @@ package inventory
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"time"
 
@@ -31,9 +30,12 @@ func (inv *Inventory) Register(ctx context.Context, id string, reg *coap.Registr
 			return nil, err
 		}
 		if e, ok = inv.lookup(id); !ok {
-			// In etcd but not in memory: another writer created it after
-			// this inventory loaded.
-			return nil, fmt.Errorf("inventory: device %s exists in etcd but was not loaded: %w", id, ErrConflict)
+			// Another replica created it a moment ago; the watch has not
+			// brought it yet.
+			var err error
+			if e, err = inv.fetch(ctx, id); err != nil {
+				return nil, err
+			}
 		}
 	} else if err := inv.applyRegistration(ctx, id, e, reg); err != nil {
 		return nil, err
@@ -53,7 +55,7 @@ func (inv *Inventory) Register(ctx context.Context, id string, reg *coap.Registr
 		st.FirmwareVersion = reg.Firmware
 	}
 	inv.markDirty(ctx, id)
-	return inv.desired(st), nil
+	return inv.desired(e), nil
 }
 
 // UpdateRegistration is a registration update (POST /rd/{device}): a
@@ -83,7 +85,7 @@ func (inv *Inventory) UpdateRegistration(ctx context.Context, id string, reg *co
 		e.status.FirmwareVersion = reg.Firmware
 	}
 	inv.markDirty(ctx, id)
-	return inv.desired(e.status), nil
+	return inv.desired(e), nil
 }
 
 // Deregister ends a device's registration (DELETE /rd/{device}): it is
@@ -163,7 +165,7 @@ func (inv *Inventory) Report(ctx context.Context, id string, r *coap.Report) (Re
 	st.LastSeenTime = ts(now)
 	if r.Seq <= st.GetLastSeq() {
 		st.ReportsDuplicate++
-		return ReportResult{Desired: inv.desired(st), Duplicate: true}, nil
+		return ReportResult{Desired: inv.desired(e), Duplicate: true}, nil
 	}
 	st.LastSeq = r.Seq
 	st.ReportsAccepted++
@@ -215,7 +217,7 @@ func (inv *Inventory) Report(ctx context.Context, id string, r *coap.Report) (Re
 	if changed != 0 && inv.onAvailability != nil {
 		inv.onAvailability(id, changed, now)
 	}
-	return ReportResult{Desired: inv.desired(st)}, nil
+	return ReportResult{Desired: inv.desired(e)}, nil
 }
 
 // maxTelemetry bounds the telemetry names kept per device.
@@ -228,7 +230,8 @@ var clinicalStates = map[string]pb.ClinicalState{
 	coap.StateFault:    pb.ClinicalState_CLINICAL_STATE_FAULT,
 }
 
-// desired is the answer to a device. st's entry lock must be held.
-func (inv *Inventory) desired(st *pb.DeviceStatus) *coap.Desired {
-	return &coap.Desired{Seq: st.GetLastSeq(), Interval: uint32(inv.cfg.ReportInterval / time.Second)}
+// desired is the answer to a device. e.mu must be held.
+func (inv *Inventory) desired(e *entry) *coap.Desired {
+	stored := min(e.storedSeq, e.status.GetLastSeq())
+	return &coap.Desired{Seq: e.status.GetLastSeq(), Stored: &stored, Interval: uint32(inv.cfg.ReportInterval / time.Second)}
 }

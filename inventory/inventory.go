@@ -91,6 +91,10 @@ type Inventory struct {
 	dirtyMu sync.Mutex
 	dirty   map[string]trace.SpanContext
 
+	watcher clientv3.Watcher
+	// loadRev is the revision Load read at; Follow goes on from it.
+	loadRev int64
+
 	checkpoints checkpointStats
 	tel         *instruments
 	// onAvailability hears availability changes (OnAvailability).
@@ -113,6 +117,12 @@ type entry struct {
 	spec   *pb.Device // registry part; replaced, never mutated, once published
 	rev    int64      // spec's etcd ModRevision: the etag
 	status *pb.DeviceStatus
+	// statusRev is the ModRevision of the status key as this replica last
+	// saw it (0: none); a checkpoint writes the key only if it is unchanged.
+	statusRev int64
+	// storedSeq is the highest report seq etcd has (the desired state's
+	// stored).
+	storedSeq uint64
 }
 
 // New builds an inventory over an etcd client. It starts nothing: call Load,
@@ -141,13 +151,14 @@ func New(cfg Config, client *clientv3.Client, log *slog.Logger, now func() time.
 	}
 	inv.tel = in
 	inv.store = store{kv: client.KV, lease: client.Lease, maxOps: cfg.MaxTxnOps, tel: in}
+	inv.watcher = client.Watcher
 	return inv, nil
 }
 
 // Load reads every device and status from etcd into memory.
 func (inv *Inventory) Load(ctx context.Context) error {
 	devices := map[string]*entry{}
-	err := inv.store.loadPrefix(ctx, devicesPrefix, func(l loaded) error {
+	rev, err := inv.store.loadPrefix(ctx, devicesPrefix, func(l loaded) error {
 		d := &pb.Device{}
 		if err := proto.Unmarshal(l.msg, d); err != nil {
 			return fmt.Errorf("inventory: device %q in etcd: %w", l.id, err)
@@ -158,12 +169,17 @@ func (inv *Inventory) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = inv.store.loadPrefix(ctx, statusPrefix, func(l loaded) error {
+	_, err = inv.store.loadPrefix(ctx, statusPrefix, func(l loaded) error {
 		e, ok := devices[l.id]
 		if !ok {
 			return nil // a status whose device never committed: ignore
 		}
-		return proto.Unmarshal(l.msg, e.status)
+		e.statusRev = l.rev
+		if err := proto.Unmarshal(l.msg, e.status); err != nil {
+			return err
+		}
+		e.storedSeq = e.status.GetLastSeq()
+		return nil
 	})
 	if err != nil {
 		return err
@@ -191,6 +207,7 @@ func (inv *Inventory) Load(ctx context.Context) error {
 	}
 	inv.mu.Lock()
 	inv.devices, inv.sorted = devices, sorted
+	inv.loadRev = rev // the statuses were read at rev or later: Follow skips what they have
 	inv.decommissioned.Store(int64(decommissioned))
 	inv.mu.Unlock()
 	inv.tags.reset(tags)

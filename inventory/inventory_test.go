@@ -387,13 +387,16 @@ func TestListPagingAndFilter(t *testing.T) {
 func TestRegisterDeviceCreatedElsewhere(t *testing.T) {
 	etcd := etcdtest.Start(t, "")
 	inv := newTestInventory(t, etcd, &clock{t: time.Now()})
-	// Another writer creates the device after this inventory loaded.
+	// Another replica creates the device after this inventory loaded, and
+	// this one does not follow etcd: Register finds it in etcd.
 	other := newTestInventory(t, etcd, &clock{t: time.Now()})
-	if _, err := other.Create(context.Background(), "pump-9", &pb.Device{Profile: "infusion-pump", Model: "m"}, ""); err != nil {
+	if _, err := other.Create(context.Background(), "pump-9", &pb.Device{Profile: "infusion-pump", Model: "m", Serial: "S9"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	_, err := inv.Register(context.Background(), "pump-9", &coap.Registration{Profile: "infusion-pump", Model: "m"}, time.Minute)
-	if !errors.Is(err, ErrConflict) {
-		t.Errorf("Register(device created by another writer) = %v, want ErrConflict", err)
+	if _, err := inv.Register(context.Background(), "pump-9", &coap.Registration{Profile: "infusion-pump", Model: "m"}, time.Minute); err != nil {
+		t.Fatalf("Register(device created by another replica) = %v", err)
+	}
+	if d, err := inv.Get("pump-9"); err != nil || d.GetSerial() != "S9" {
+		t.Errorf("Get after Register = %v, %v; want the other replica's device with serial S9", d, err)
 	}
 }

@@ -80,14 +80,7 @@ func (inv *Inventory) create(ctx context.Context, id string, spec *pb.Device, re
 	if madeBy != "" {
 		return inv.Get(madeBy)
 	}
-	e := &entry{id: id, spec: spec, rev: rev, status: &pb.DeviceStatus{}}
-	inv.tags.move(id, "", spec.GetRfidTag())
-	inv.assets.move(id, "", assetKey(spec.GetAssetTag()))
-	inv.mu.Lock()
-	inv.devices[id] = e
-	i, _ := slices.BinarySearchFunc(inv.sorted, id, func(x *entry, id string) int { return strings.Compare(x.id, id) })
-	inv.sorted = slices.Insert(inv.sorted, i, e)
-	inv.mu.Unlock()
+	e := inv.insert(id, spec, rev, nil, 0) // or the entry the watch inserted first
 	inv.log.Info("device created", "device", id, "profile", spec.GetProfile(), "model", spec.GetModel())
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -45,8 +46,9 @@ type loaded struct {
 	msg []byte
 }
 
-// loadPrefix reads every key under prefix, a page at a time, at one revision.
-func (s *store) loadPrefix(ctx context.Context, prefix string, fn func(loaded) error) error {
+// loadPrefix reads every key under prefix, a page at a time, at one
+// revision, which it returns.
+func (s *store) loadPrefix(ctx context.Context, prefix string, fn func(loaded) error) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	key := prefix
 	var rev int64
@@ -57,18 +59,18 @@ func (s *store) loadPrefix(ctx context.Context, prefix string, fn func(loaded) e
 		}
 		resp, err := s.kv.Get(ctx, key, opts...)
 		if err != nil {
-			return fmt.Errorf("inventory: load %s: %w", prefix, err)
+			return 0, fmt.Errorf("inventory: load %s: %w", prefix, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
 			if err := fn(loaded{id: strings.TrimPrefix(string(kv.Key), prefix), rev: kv.ModRevision, msg: kv.Value}); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
+			return rev, nil
 		}
 		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
@@ -136,24 +138,56 @@ func (s *store) updateDevice(ctx context.Context, id string, d *pb.Device, rev i
 	return resp.Header.Revision, nil
 }
 
+// statusPut is one status a checkpoint writes: only if its key's
+// ModRevision is still rev (0: the key does not exist).
+type statusPut struct {
+	id  string
+	rev int64
+	msg []byte
+	seq uint64
+}
+
+// statusBatch is what became of one transaction of a checkpoint.
+type statusBatch struct {
+	puts []statusPut
+	// rev is the revision the batch was written at, 0 if it was not: then
+	// current holds the keys as etcd has them.
+	rev     int64
+	current []*mvccpb.KeyValue
+}
+
 // putStatuses writes checkpointed statuses, at most maxOps keys per
-// transaction, and returns how many transactions it took.
-func (s *store) putStatuses(ctx context.Context, ids []string, msgs [][]byte) (int, error) {
-	txns := 0
-	for start := 0; start < len(ids); start += s.maxOps {
-		end := min(start+s.maxOps, len(ids))
-		ops := make([]clientv3.Op, 0, end-start)
-		for i := start; i < end; i++ {
-			ops = append(ops, clientv3.OpPut(statusKey(ids[i]), string(msgs[i])))
+// transaction, each compared with the revision its writer last saw, and
+// calls done with every batch, written or not. It stops at the first
+// error.
+func (s *store) putStatuses(ctx context.Context, puts []statusPut, done func(statusBatch)) error {
+	for start := 0; start < len(puts); start += s.maxOps {
+		batch := puts[start:min(start+s.maxOps, len(puts))]
+		cmps := make([]clientv3.Cmp, 0, len(batch))
+		ops := make([]clientv3.Op, 0, len(batch))
+		gets := make([]clientv3.Op, 0, len(batch))
+		for _, p := range batch {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(statusKey(p.id)), "=", p.rev))
+			ops = append(ops, clientv3.OpPut(statusKey(p.id), string(p.msg)))
+			gets = append(gets, clientv3.OpGet(statusKey(p.id)))
 		}
-		err := s.tel.txn(ctx, "checkpoint", len(ops), func(ctx context.Context) error {
-			_, err := s.kv.Txn(ctx).Then(ops...).Commit()
+		var resp *clientv3.TxnResponse
+		err := s.tel.txn(ctx, "checkpoint", len(ops), func(ctx context.Context) (err error) {
+			resp, err = s.kv.Txn(ctx).If(cmps...).Then(ops...).Else(gets...).Commit()
 			return err
 		})
 		if err != nil {
-			return txns, fmt.Errorf("inventory: checkpoint %d statuses: %w", end-start, err)
+			return fmt.Errorf("inventory: checkpoint %d statuses: %w", len(batch), err)
 		}
-		txns++
+		b := statusBatch{puts: batch}
+		if resp.Succeeded {
+			b.rev = resp.Header.Revision
+		} else {
+			for _, r := range resp.Responses {
+				b.current = append(b.current, r.GetResponseRange().GetKvs()...)
+			}
+		}
+		done(b)
 	}
-	return txns, nil
+	return nil
 }

@@ -334,6 +334,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { auditDone <- auditLog.Run(bgCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return inv.Follow(gctx) }) // other replicas' writes
 	g.Go(func() error { return users.Run(gctx) })
 	g.Go(func() error { return creds.Run(gctx) })
 	// The scheduler runs on every replica: its work orders are opened with
