@@ -258,6 +258,52 @@ func TestAgentQueuesWhileServerDown(t *testing.T) {
 	}
 }
 
+// TestAgentKeepsUnstoredReports is a server that accepts reports but says
+// it has not stored them, then loses what it had not stored (a crash): the
+// agent keeps them without sending them twice while the exchanges go well,
+// sends them again, in order, after the failure, and lets them go once the
+// server says they are stored.
+func TestAgentKeepsUnstoredReports(t *testing.T) {
+	srv := startTestServer(t)
+	srv.with(func(s *testServer) { s.stored = map[string]uint64{} })
+	cfg := testConfig(srv.addr, "pump-0007", coap.ProfileInfusionPump)
+	cfg.StateDir = t.TempDir()
+	r := runAgent(t, cfg)
+	waitFor(t, 5*time.Second, "6 reports", func() bool { return len(srv.reports(cfg.DeviceID)) >= 6 })
+	srv.with(func(s *testServer) {
+		if s.dupes != 0 {
+			t.Errorf("%d reports sent twice while every exchange succeeded", s.dupes)
+		}
+		s.stored[cfg.DeviceID] = 3
+	})
+	srv.stop()
+	// The server comes back knowing only what it stored.
+	srv.with(func(s *testServer) {
+		s.last[cfg.DeviceID] = 3
+		s.accepted[cfg.DeviceID] = s.accepted[cfg.DeviceID][:3]
+	})
+	time.Sleep(3 * cfg.Interval)
+	srv.start(srv.addr)
+	waitFor(t, 5*time.Second, "the unstored reports again", func() bool { return len(srv.reports(cfg.DeviceID)) >= 10 })
+	checkContiguous(t, srv.reports(cfg.DeviceID), 1)
+	srv.with(func(s *testServer) { s.stored[cfg.DeviceID] = s.last[cfg.DeviceID] })
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	reports := srv.reports(cfg.DeviceID)
+	checkContiguous(t, reports, 1)
+	st, err := ReadState(cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total, _ := usageTotal(reports); total != st.Usage {
+		t.Errorf("usage total at the server = %v, device counter %v", total, st.Usage)
+	}
+	if st.AckedSeq < 3 || st.AckedSeq > reports[len(reports)-1].Seq {
+		t.Errorf("acked seq = %d, want between 3 and %d", st.AckedSeq, reports[len(reports)-1].Seq)
+	}
+}
+
 func TestAgentRestartContinues(t *testing.T) {
 	srv := startTestServer(t)
 	cfg := testConfig(srv.addr, "rfid-0004", coap.ProfileRFIDReader)

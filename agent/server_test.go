@@ -45,6 +45,9 @@ type testServer struct {
 	dupes      int                       // reports dropped as seen before
 	heartbeats int
 	deletes    int
+	// stored, when not nil, is the highest stored seq per device, sent as
+	// the desired state's stored (the test moves it).
+	stored map[string]uint64
 
 	// Firmware (fwserver_test.go): the desired `fw` of every device, the
 	// images served by GET /fw/{sha256}, and what was asked for.
@@ -268,7 +271,11 @@ func (s *testServer) handleData(w mux.ResponseWriter, r *mux.Message) {
 			s.reportTraces[rep.Seq] = tp
 		}
 	}
-	s.respond(w, codes.Changed, &coap.Desired{Seq: s.last[id], Interval: s.interval, Firmware: s.fw})
+	d := &coap.Desired{Seq: s.last[id], Interval: s.interval, Firmware: s.fw}
+	if s.stored != nil {
+		d.Stored = ptr(s.stored[id])
+	}
+	s.respond(w, codes.Changed, d)
 }
 
 // with runs f under the server's lock.
