@@ -55,9 +55,11 @@ const (
 )
 
 // stopFlushTimeout bounds how long a stopping agent tries to deliver its
-// queue; deregistration gets at most stopDeleteTimeout more.
+// queue and learn that it is stored (asking every stopSettlePoll);
+// deregistration gets at most stopDeleteTimeout more.
 const (
 	stopFlushTimeout  = 2 * time.Second
+	stopSettlePoll    = 250 * time.Millisecond
 	stopDeleteTimeout = time.Second
 )
 
@@ -395,11 +397,11 @@ func (a *Agent) loop(ctx context.Context) {
 }
 
 // exchangeAt is when the agent next wants to talk to the server: at once
-// when it is not registered or has reports queued, at heartbeat time
+// when it is not registered or has reports to send, at heartbeat time
 // otherwise, and never before a backoff has run out.
 func (a *Agent) exchangeAt(now time.Time) time.Time {
 	at := now
-	if a.registered && a.queue.Len() == 0 {
+	if a.registered && !a.unsent() {
 		at = a.lastContact.Add(a.heartbeatEvery)
 	}
 	if at.Before(a.retryAt) {
@@ -559,7 +561,7 @@ func (a *Agent) exchangeOnce(ctx context.Context) error {
 			return err
 		}
 	}
-	for a.queue.Len() > 0 {
+	for a.unsent() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -581,6 +583,13 @@ func (a *Agent) exchangeOnce(ctx context.Context) error {
 		return a.heartbeat(ctx)
 	}
 	return nil
+}
+
+// unsent reports whether queued reports wait to be sent: pending ones
+// above those the server has accepted and not yet stored.
+func (a *Agent) unsent() bool {
+	last, ok := a.queue.Last()
+	return ok && a.queue.Len() > 0 && last.Seq > max(a.delivered, a.queue.Acked())
 }
 
 // register is POST /rd?ep={id}&lt={seconds} with the registration map.
@@ -813,6 +822,18 @@ func (a *Agent) stop(ctx context.Context) error {
 	if a.trouble != troubleRefused && a.fatal == nil && (a.cfg.Insecure || a.creds != nil) {
 		flushCtx, cancel := context.WithTimeout(base, stopFlushTimeout)
 		err := a.exchange(flushCtx)
+		// What the server accepted it may not have stored yet: ask until it
+		// has (a heartbeat's answer says), within the flush time. What is
+		// still unsettled then is sent again at the next start.
+		for err == nil && a.queue.Len() > 0 && !a.unsent() && a.registered {
+			select {
+			case <-flushCtx.Done():
+			case <-time.After(stopSettlePoll):
+			}
+			if flushCtx.Err() != nil || a.heartbeat(flushCtx) != nil {
+				break
+			}
+		}
 		cancel()
 		delivered = err == nil
 		if err != nil {

@@ -132,6 +132,32 @@ type authorizer struct {
 	users    *access.Store
 	audit    auditLog
 	log      *slog.Logger
+	// store, when set, says whether etcd answers (degraded).
+	store *storeHealth
+}
+
+// staleHeader is the response header of a read answered while etcd is
+// unreachable: the time since when it has been, RFC 3339.
+const staleHeader = "medfleet-stale-since"
+
+// degraded refuses a mutation while etcd is unreachable (it could not be
+// stored), and marks a read's answer as coming from this replica's memory
+// alone, by setHeader.
+func (a *authorizer) degraded(method string, r rule, setHeader func(metadata.MD) error) error {
+	if a.store == nil || r.public {
+		return nil
+	}
+	since, cause := a.store.unreachable()
+	if since.IsZero() {
+		return nil
+	}
+	at := since.UTC().Format(time.RFC3339)
+	if r.mutation {
+		a.log.Warn("write refused: etcd unreachable", "method", method, "since", at)
+		return status.Errorf(codes.Unavailable, "etcd unreachable since %s (%v): writes are refused until it is back; reads answer from this replica's memory", at, cause)
+	}
+	_ = setHeader(metadata.Pairs(staleHeader, at))
+	return nil
 }
 
 type principalKey struct{}
@@ -153,6 +179,9 @@ func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 		}
 		return nil, err
 	}
+	if err := a.degraded(info.FullMethod, r, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) }); err != nil {
+		return nil, err
+	}
 	if p != nil {
 		ctx = context.WithValue(ctx, principalKey{}, p)
 	}
@@ -170,6 +199,9 @@ func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		if r.mutation && p != nil {
 			a.record(ctx, p, info.FullMethod, nil, err)
 		}
+		return err
+	}
+	if err := a.degraded(info.FullMethod, r, ss.SetHeader); err != nil {
 		return err
 	}
 	var note *streamNote

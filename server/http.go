@@ -1,34 +1,36 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/medfleet/medfleet/inventory"
 )
 
-// httpHandler serves /healthz (200 when etcd answers, 503 when it does not),
-// when metrics is not nil /metrics, and the locate page with its API.
-func (s *Server) httpHandler(store *etcdStore, inv *inventory.Inventory, metrics http.Handler, web *webAPI) http.Handler {
+// httpHandler serves /healthz, when metrics is not nil /metrics, and the
+// locate page with its API.
+//
+// /healthz answers 200 while etcd answers, 503 while it does not (the
+// replica then still serves devices and reads, from memory), with one
+// "name value" line each: the state, devices, whether this replica leads
+// the controllers, etcd's state and whether writes are accepted.
+func (s *Server) httpHandler(store *storeHealth, inv *inventory.Inventory, metrics http.Handler, web *webAPI) http.Handler {
 	mux := http.NewServeMux()
 	web.register(mux)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if _, err := store.client.Get(ctx, "/medfleet/v1/", clientv3.WithCountOnly()); err != nil {
+		since, cause := store.unreachable()
+		state, etcd, writes := "ok", "ok", "accepted"
+		if !since.IsZero() {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "etcd: %v\n", err)
-			return
+			state, writes = "degraded", "refused"
+			etcd = fmt.Sprintf("unreachable since %s: %v", since.UTC().Format(time.RFC3339), cause)
 		}
-		fmt.Fprintf(w, "ok\ndevices %d\n", inv.Len())
+		fmt.Fprintf(w, "%s\ndevices %d\nleader %t\netcd %s\nwrites %s\n", state, inv.Len(), s.leading.Load(), etcd, writes)
 	})
 	return mux
 }

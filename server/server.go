@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -56,6 +57,8 @@ type Server struct {
 	// facs and locations are the facility and the location engine.
 	facs      *facilities
 	locations *location.Engine
+	// leading is whether this replica runs the controllers now.
+	leading atomic.Bool
 }
 
 // Addrs are the addresses the server listens on, once it is ready.
@@ -283,7 +286,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
-	authz := &authorizer{insecure: s.cfg.GRPC.Insecure, users: users, audit: auditLog, log: s.log}
+	healthSrv := health.NewServer()
+	storeHealth := &storeHealth{client: store.client, health: healthSrv, log: s.log.With("component", "etcd")}
+	authz := &authorizer{insecure: s.cfg.GRPC.Insecure, users: users, audit: auditLog, log: s.log, store: storeHealth}
 	grpcOpts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tel.Tracer),
 			otelgrpc.WithMeterProvider(tel.Meter), otelgrpc.WithPropagators(tel.Propagator))),
@@ -295,7 +300,6 @@ func (s *Server) Run(ctx context.Context) error {
 	} else {
 		grpcOpts = append(grpcOpts, grpc.Creds(grpccreds.NewTLS(k.grpcTLS())))
 	}
-	healthSrv := health.NewServer()
 	grpcSrv := grpc.NewServer(grpcOpts...)
 	recalls := &recallService{client: store.client, inv: inv, prog: prog, log: s.log.With("component", "recalls"), now: time.Now}
 	devSvc := &deviceService{inv: inv, locations: engine, prog: prog, afterImport: recalls.rematch, log: s.log}
@@ -312,7 +316,7 @@ func (s *Server) Run(ctx context.Context) error {
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
 	web := &webAPI{loc: locSvc, dev: devSvc, users: users, insecure: s.cfg.GRPC.Insecure, audit: auditLog, log: s.log.With("component", "web")}
-	httpSrv := &http.Server{Handler: s.httpHandler(store, inv, tel.Metrics, web), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{Handler: s.httpHandler(storeHealth, inv, tel.Metrics, web), ReadHeaderTimeout: 10 * time.Second}
 
 	s.mu.Lock()
 	s.inv, s.gw, s.creds, s.keys = inv, gw, creds, k
@@ -335,22 +339,28 @@ func (s *Server) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return inv.Follow(gctx) }) // other replicas' writes
+	g.Go(func() error { return storeHealth.run(gctx) })
 	g.Go(func() error { return users.Run(gctx) })
 	g.Go(func() error { return creds.Run(gctx) })
-	// The scheduler runs on every replica: its work orders are opened with
-	// a transaction that only the first replica wins, so replicas cannot
-	// duplicate them.
+	// The scheduler samples and counts on every replica, so that their
+	// answers agree; it opens work orders only on the leader.
 	g.Go(func() error { return prog.Run(gctx) })
 	g.Go(func() error { return fw.Run(gctx) })
 	g.Go(func() error { return rollouts.Run(gctx) })
 	g.Go(func() error { return facs.Run(gctx) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return relay.run(gctx) })
-	// The rollout controller runs on the elected leader only, its writes
-	// fenced by the leader key.
+	// The controllers (rollouts, the maintenance scheduler's writes) run
+	// on the elected leader only, their writes fenced by the leader key.
+	// Liveness needs no controller: it is computed when read.
 	g.Go(func() error {
 		lead(gctx, store.client, s.log.With("component", "leader"), func(ctx context.Context, fence []clientv3.Cmp) {
+			s.leading.Store(true)
+			defer s.leading.Store(false)
+			var wg sync.WaitGroup
+			wg.Go(func() { prog.Lead(ctx, fence) })
 			_ = rollouts.Lead(ctx, fence)
+			wg.Wait()
 		})
 		return nil
 	})

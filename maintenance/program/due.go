@@ -3,9 +3,11 @@ package program
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -129,7 +131,11 @@ func orderTasks(o *pb.WorkOrder) []string {
 // opened and that has none. It is idempotent: an order is opened only by
 // creating the task's open key, so a restart or a second replica cannot
 // open it twice.
-func (p *Program) Schedule(ctx context.Context) {
+func (p *Program) Schedule(ctx context.Context) { p.schedule(ctx, nil, true) }
+
+// schedule is Schedule; it writes only when write is set, each write
+// carrying fence.
+func (p *Program) schedule(ctx context.Context, fence []clientv3.Cmp, write bool) {
 	now := p.now()
 	models := p.modelsByString()
 	open := p.openOrders()
@@ -178,8 +184,11 @@ func (p *Program) Schedule(ctx context.Context) {
 	p.mu.Lock()
 	p.counts = counts{tasks: tasks, openOrders: nOpen}
 	p.mu.Unlock()
+	if !write {
+		return
+	}
 	for _, id := range upgraded {
-		if err := p.updateRecord(ctx, id, func(r *pb.DeviceMaintenance) {
+		if err := p.updateRecord(ctx, id, fence, func(r *pb.DeviceMaintenance) {
 			r.ServiceState = pb.ServiceState_SERVICE_STATE_NEEDS_CHECK
 		}); err != nil {
 			p.log.Warn("cannot mark an upgraded device for an acceptance check", "device", id, "err", err)
@@ -198,7 +207,7 @@ func (p *Program) Schedule(ctx context.Context) {
 			after = int(o.task.GetWindowAfterDays())
 		}
 		wo.WindowEndTime = timestamppb.New(o.item.GetDueTime().AsTime().Add(time.Duration(after) * 24 * time.Hour))
-		if _, err := p.create(ctx, wo); err != nil && ctx.Err() == nil {
+		if _, err := p.create(ctx, wo, fence); err != nil && ctx.Err() == nil {
 			p.log.Warn("cannot open a scheduled work order", "device", o.device, "task", o.item.GetTaskId(), "err", err)
 		}
 	}
@@ -243,7 +252,7 @@ func task(m *pb.DeviceModel, id string) *pb.MaintenanceTask {
 }
 
 // updateRecord changes a device's record with a compare on its revision.
-func (p *Program) updateRecord(ctx context.Context, device string, change func(*pb.DeviceMaintenance)) error {
+func (p *Program) updateRecord(ctx context.Context, device string, fence []clientv3.Cmp, change func(*pb.DeviceMaintenance)) error {
 	cur, rev, ok := p.records.Get(device)
 	r := &pb.DeviceMaintenance{Name: "devices/" + device + "/maintenance", ServiceState: pb.ServiceState_SERVICE_STATE_NEEDS_CHECK}
 	if ok {
@@ -258,7 +267,7 @@ func (p *Program) updateRecord(ctx context.Context, device string, change func(*
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	key := recordsPrefix + device
-	resp, err := p.client.Txn(ctx).If(modRev(key, rev)).Then(opPut(key, b)).Commit()
+	resp, err := p.client.Txn(ctx).If(append(slices.Clone(fence), modRev(key, rev))...).Then(opPut(key, b)).Commit()
 	if err != nil {
 		return err
 	}

@@ -99,6 +99,9 @@ type Program struct {
 	failureModels map[string]*rul.Model
 	predicted     map[string]float64
 	counts        counts
+	// fence is set while this replica leads (Lead): the comparison every
+	// write of the scheduler carries. Only the leader opens work orders.
+	fence []clientv3.Cmp
 }
 
 // New builds a program; it starts nothing.
@@ -131,7 +134,29 @@ func (p *Program) Load(ctx context.Context) error {
 	return p.loadFailureModels(ctx)
 }
 
-// Run follows changes and runs the scheduler until ctx ends.
+// Lead makes this replica the one whose scheduler opens work orders and
+// marks records, until ctx ends (the leadership with it). Every such write
+// carries fence, so that a deposed leader's late writes fail. Other
+// replicas go on sampling and counting, so that their answers agree.
+func (p *Program) Lead(ctx context.Context, fence []clientv3.Cmp) {
+	p.mu.Lock()
+	p.fence = fence
+	p.mu.Unlock()
+	p.schedule(ctx, fence, true)
+	<-ctx.Done()
+	p.mu.Lock()
+	p.fence = nil
+	p.mu.Unlock()
+}
+
+func (p *Program) leading() ([]clientv3.Cmp, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fence, p.fence != nil
+}
+
+// Run follows changes and runs the scheduler until ctx ends; it writes
+// only while this replica leads (Lead).
 func (p *Program) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, v := range []interface{ Run(context.Context) error }{p.models, p.records, p.orders} {
@@ -141,7 +166,8 @@ func (p *Program) Run(ctx context.Context) error {
 	t := time.NewTicker(p.cfg.ScheduleInterval)
 	defer t.Stop()
 	for {
-		p.Schedule(ctx)
+		fence, ok := p.leading()
+		p.schedule(ctx, fence, ok)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -302,7 +328,7 @@ func (p *Program) RecordLastPM(ctx context.Context, device, model string, at tim
 	if known && !slices.ContainsFunc(tasks, func(id string) bool { return stale(cur, id) }) {
 		return false, nil
 	}
-	err := p.updateRecord(ctx, device, func(r *pb.DeviceMaintenance) {
+	err := p.updateRecord(ctx, device, nil, func(r *pb.DeviceMaintenance) {
 		if !known {
 			r.ServiceState = pb.ServiceState_SERVICE_STATE_IN_SERVICE
 		}

@@ -68,12 +68,12 @@ func (p *Program) CreateWorkOrder(ctx context.Context, o *pb.WorkOrder, creator 
 		n.DueTime = timestamppb.New(p.now())
 	}
 	n.WindowEndTime = n.DueTime
-	return p.create(ctx, n)
+	return p.create(ctx, n, nil)
 }
 
 // create writes a new order and the open keys of its tasks in one
 // transaction that requires the keys to be absent: one open order per task.
-func (p *Program) create(ctx context.Context, o *pb.WorkOrder) (*pb.WorkOrder, error) {
+func (p *Program) create(ctx context.Context, o *pb.WorkOrder, fence []clientv3.Cmp) (*pb.WorkOrder, error) {
 	now := p.now()
 	o = proto.CloneOf(o)
 	id := newID(now)
@@ -85,7 +85,7 @@ func (p *Program) create(ctx context.Context, o *pb.WorkOrder) (*pb.WorkOrder, e
 	if err != nil {
 		return nil, err
 	}
-	var cmps []clientv3.Cmp
+	cmps := slices.Clone(fence)
 	ops := []clientv3.Op{opPut(ordersPrefix+id, b)}
 	if o.GetType() != pb.WorkOrderType_WORK_ORDER_TYPE_REPAIR {
 		for _, t := range orderTasks(o) {
