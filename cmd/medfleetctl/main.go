@@ -29,6 +29,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/medfleet/medfleet/internal/telemetry"
@@ -168,6 +169,8 @@ type cli struct {
 	now            func() time.Time
 	flags          globalFlags
 	conn           connection
+	// warnedStale is set once a stale answer was pointed out (warnStale).
+	warnedStale bool
 }
 
 type globalFlags struct {
@@ -284,6 +287,7 @@ func (c *cli) dial(_ context.Context) (*grpc.ClientConn, error) {
 		grpc.WithUserAgent("medfleetctl/"+versionString()),
 		// Spans and trace context for every call; free when tracing is off.
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithChainUnaryInterceptor(c.warnStale),
 	)
 	conn, err := grpc.NewClient(c.flags.server, opts...)
 	if err != nil {
@@ -291,6 +295,18 @@ func (c *cli) dial(_ context.Context) (*grpc.ClientConn, error) {
 		return nil, usageError{err: fmt.Errorf("--server %q: %w", c.flags.server, err)}
 	}
 	return conn, nil
+}
+
+// warnStale says on stderr, once, when the server answered from its memory
+// alone because its etcd is unreachable (header medfleet-stale-since).
+func (c *cli) warnStale(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var md metadata.MD
+	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&md))...)
+	if since := md.Get("medfleet-stale-since"); len(since) > 0 && !c.warnedStale {
+		c.warnedStale = true
+		fmt.Fprintf(c.stderr, "medfleetctl: warning: the server cannot reach its store since %s; this answer is from its memory and may be stale\n", since[0])
+	}
+	return err
 }
 
 // withConn dials the server, runs fn and closes the connection.
