@@ -41,6 +41,7 @@ func (inv *Inventory) Follow(ctx context.Context) error {
 
 func (inv *Inventory) follow(ctx context.Context, prefix string, apply func(id string, rev int64, value []byte)) {
 	rev := inv.loadRev
+	broken := false // logged once per outage
 	for ctx.Err() == nil {
 		if rev == 0 {
 			var err error
@@ -53,24 +54,37 @@ func (inv *Inventory) follow(ctx context.Context, prefix string, apply func(id s
 				continue
 			}
 		}
-		rev = inv.watch(ctx, prefix, rev, apply)
+		var err error
+		if rev, err = inv.watch(ctx, prefix, rev, apply); err != nil && ctx.Err() == nil {
+			if !broken {
+				inv.log.Warn("watch of other replicas' writes broken; resuming", "prefix", prefix, "revision", rev, "err", err)
+			}
+			broken = true
+			sleep(ctx, time.Second)
+		} else if broken && err == nil {
+			inv.log.Info("watch of other replicas' writes resumed", "prefix", prefix, "revision", rev)
+			broken = false
+		}
 	}
 }
 
 // watch follows prefix from after rev until the watch breaks, and returns
-// the revision to go on from: 0 to read the prefix again.
-func (inv *Inventory) watch(ctx context.Context, prefix string, rev int64, apply func(id string, rev int64, value []byte)) int64 {
+// the revision to go on from (0 to read the prefix again) and why it broke.
+// It returns no error once events came before the break: the caller
+// resumes at once.
+func (inv *Inventory) watch(ctx context.Context, prefix string, rev int64, apply func(id string, rev int64, value []byte)) (int64, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	flowing := false
 	for resp := range inv.watcher.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if err := resp.Err(); err != nil {
 			if errors.Is(err, rpctypes.ErrCompacted) {
 				inv.log.Warn("watch fell behind a compaction; reading again", "prefix", prefix, "revision", rev)
-				return 0
+				return 0, nil
 			}
-			inv.log.Warn("watch broken; resuming", "prefix", prefix, "revision", rev, "err", err)
-			return rev
+			return rev, err
 		}
+		flowing = true
 		for _, ev := range resp.Events {
 			if ev.Type == clientv3.EventTypePut {
 				apply(strings.TrimPrefix(string(ev.Kv.Key), prefix), ev.Kv.ModRevision, ev.Kv.Value)
@@ -78,10 +92,12 @@ func (inv *Inventory) watch(ctx context.Context, prefix string, rev int64, apply
 		}
 		rev = max(rev, resp.Header.Revision)
 	}
-	if ctx.Err() == nil {
-		sleep(ctx, time.Second) // the watch ended without an error: etcd's leader changed, or the client is closing
+	if flowing {
+		return rev, nil
 	}
-	return rev
+	// Closed without an event or an error: etcd lost its leader, or the
+	// client is closing.
+	return rev, errors.New("watch closed")
 }
 
 // reread applies every key under prefix as it is now, and returns the
