@@ -109,6 +109,24 @@ type Config struct {
 	// beyond the bound is answered 5.03 with a Max-Age of about RetryAfter;
 	// the blocks of active downloads are always served.
 	MaxDownloads int `yaml:"max_downloads"`
+	// MaxPeerRate bounds the datagrams a second of one peer (a source
+	// address and port) on the plain-UDP read loop, in bursts of
+	// MaxPeerBurst. Over it, a confirmable request is answered 4.29 at most
+	// once a second and everything else is dropped before it is parsed, so
+	// that one source cannot take the read loop from the others. A device
+	// has one request outstanding at a time (NSTART 1), so even draining
+	// its queue or fetching firmware back to back it sends at most one per
+	// round trip: the default, 1,000 a second, is a round trip of 1 ms,
+	// shorter than Wi-Fi gives.
+	MaxPeerRate float64 `yaml:"max_requests_per_peer_per_second"`
+	// MaxPeerBurst is how many datagrams a peer may send at once; the
+	// default lets a peer go at twice the rate for two seconds.
+	MaxPeerBurst int `yaml:"max_requests_per_peer_burst"`
+	// MaxPeers bounds the peers whose state the plain-UDP read loop keeps
+	// (rate limit and last exchange). Beyond it the peer silent longest is
+	// forgotten, so that datagrams from millions of spoofed source ports
+	// cannot grow the heap; it should be well above the fleet.
+	MaxPeers int `yaml:"max_peers"`
 	// PlainServer serves plain CoAP (UDP without DTLS): "medfleet", the
 	// gateway's own read loop on go-coap's codec (udp.go), or "go-coap",
 	// go-coap's UDP server, which keeps every answer of every peer for
@@ -125,7 +143,8 @@ const (
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{ReadBuffer: 4 << 20, IdleTimeout: 10 * time.Minute, RequestTimeout: 5 * time.Second,
-		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1000, MaxDownloads: 256, PlainServer: PlainServerMedfleet}
+		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1000, MaxDownloads: 256,
+		MaxPeerRate: 1000, MaxPeerBurst: 2000, MaxPeers: 100_000, PlainServer: PlainServerMedfleet}
 }
 
 // Validate checks the configuration; errors name the field by its path.
@@ -145,6 +164,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coap.max_handshakes_per_second: %v is under 1", c.MaxHandshakeRate)
 	case c.MaxDownloads < 1:
 		return fmt.Errorf("coap.max_downloads: %d is under 1", c.MaxDownloads)
+	case !(c.MaxPeerRate >= 1): // NaN too
+		return fmt.Errorf("coap.max_requests_per_peer_per_second: %v is under 1", c.MaxPeerRate)
+	case c.MaxPeerBurst < 1:
+		return fmt.Errorf("coap.max_requests_per_peer_burst: %d is under 1", c.MaxPeerBurst)
+	case c.MaxPeers < 1:
+		return fmt.Errorf("coap.max_peers: %d is under 1", c.MaxPeers)
 	case c.PlainServer != PlainServerMedfleet && c.PlainServer != PlainServerGoCoAP:
 		return fmt.Errorf("coap.plain_server: %q is neither %s nor %s", c.PlainServer, PlainServerMedfleet, PlainServerGoCoAP)
 	}
@@ -154,6 +179,13 @@ func (c Config) Validate() error {
 // Stats counts what the gateway answered.
 type Stats struct {
 	Registrations, Reports, Duplicates, BadRequests, NotRegistered, Forbidden, ServerErrors uint64
+	// RateLimited counts the datagrams of plain CoAP over their peer's
+	// rate (coap.max_requests_per_peer_per_second): answered 4.29 or
+	// dropped.
+	RateLimited uint64
+	// PeersEvicted counts the peers forgotten because the peer table was
+	// full (coap.max_peers).
+	PeersEvicted uint64
 }
 
 // Gateway serves protocol v1 over plain CoAP (UDP).
@@ -166,8 +198,13 @@ type Gateway struct {
 	pending chan struct{}
 	// downloads admits firmware downloads.
 	downloads *downloads
+	// peers is the plain-UDP read loop's state per peer.
+	peers *peerTable
 
 	registrations, reports, duplicates, badRequests, notRegistered, forbidden, serverErrors atomic.Uint64
+	// rateRefused and rateDropped count the datagrams over their peer's
+	// rate answered 4.29 and dropped.
+	rateRefused, rateDropped atomic.Uint64
 }
 
 // New builds a gateway; it starts nothing.
@@ -186,7 +223,12 @@ func New(cfg Config, backend Backend, log *slog.Logger, tel telemetry.Providers)
 	if err := in.observeDownloads(dl); err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
-	return &Gateway{cfg: cfg, backend: backend, log: log, tel: in, pending: make(chan struct{}, cfg.MaxPendingRegistrations), downloads: dl}, nil
+	g := &Gateway{cfg: cfg, backend: backend, log: log, tel: in, pending: make(chan struct{}, cfg.MaxPendingRegistrations), downloads: dl,
+		peers: newPeerTable(cfg.MaxPeers, cfg.MaxPeerRate, cfg.MaxPeerBurst)}
+	if err := in.observePeers(g); err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	return g, nil
 }
 
 // Stats returns counters of the answers so far.
@@ -194,7 +236,7 @@ func (g *Gateway) Stats() Stats {
 	return Stats{
 		Registrations: g.registrations.Load(), Reports: g.reports.Load(), Duplicates: g.duplicates.Load(),
 		BadRequests: g.badRequests.Load(), NotRegistered: g.notRegistered.Load(), Forbidden: g.forbidden.Load(),
-		ServerErrors: g.serverErrors.Load(),
+		ServerErrors: g.serverErrors.Load(), RateLimited: g.rateRefused.Load() + g.rateDropped.Load(), PeersEvicted: g.peers.evicted.Load(),
 	}
 }
 
@@ -594,13 +636,17 @@ func (g *Gateway) admit() (release func(), a answer, ok bool) {
 	return nil, a, false
 }
 
-// retryAfter is the Max-Age option of a refusal for overload: RetryAfter
-// jittered by ±50 %, so that the devices refused together do not come back
-// together.
-func (g *Gateway) retryAfter() message.Option {
-	base := g.cfg.RetryAfter
-	maxAge := base/2 + time.Duration(rand.Int64N(int64(base)))
-	return message.Option{ID: message.MaxAge, Value: uint32Bytes(uint32(maxAge.Seconds()))}
+// retryAfter is the Max-Age option of a refusal for overload: about
+// RetryAfter.
+func (g *Gateway) retryAfter() message.Option { return maxAge(g.cfg.RetryAfter) }
+
+// maxAge is the Max-Age option of a refusal: base (at least a second)
+// jittered by ±50 %, in whole seconds and at least one, so that the
+// devices refused together do not come back together.
+func maxAge(base time.Duration) message.Option {
+	base = max(base, time.Second)
+	d := base/2 + time.Duration(rand.Int64N(int64(base)))
+	return message.Option{ID: message.MaxAge, Value: uint32Bytes(uint32(max(time.Second, d) / time.Second))}
 }
 
 // authorize lets a DTLS session act only for the device it authenticated

@@ -131,6 +131,36 @@ func (in *instruments) observeDownloads(ds *downloads) error {
 	return err
 }
 
+// observePeers exports the plain-UDP read loop's peer table and rate
+// limit, read when the metrics are collected: the read loop counts with
+// atomics, which a flood of millions of datagrams a second can afford.
+func (in *instruments) observePeers(g *Gateway) error {
+	peers, err := in.meter.Int64ObservableGauge("medfleet.coap.peers", metric.WithUnit("{peer}"),
+		metric.WithDescription("Peers (source address and port) whose state the plain-UDP read loop keeps: rate limit and last exchange; at most coap.max_peers."))
+	if err != nil {
+		return err
+	}
+	evicted, err := in.meter.Int64ObservableCounter("medfleet.coap.peers.evicted", metric.WithUnit("{peer}"),
+		metric.WithDescription("Peers forgotten because the plain-UDP peer table was full (coap.max_peers): a flood from many source addresses, or a bound below the fleet."))
+	if err != nil {
+		return err
+	}
+	limited, err := in.meter.Int64ObservableCounter("medfleet.coap.rate_limited", metric.WithUnit("{datagram}"),
+		metric.WithDescription("Plain-CoAP datagrams over their peer's rate (coap.max_requests_per_peer_per_second), by result: refused (a confirmable request answered 4.29, at most once a second a peer) or dropped."))
+	if err != nil {
+		return err
+	}
+	refusedOpt, droppedOpt := in.with(attrKey{result: "refused"}), in.with(attrKey{result: "dropped"})
+	_, err = in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(peers, int64(g.peers.len()))
+		o.ObserveInt64(evicted, int64(g.peers.evicted.Load()))
+		o.ObserveInt64(limited, int64(g.rateRefused.Load()), refusedOpt)
+		o.ObserveInt64(limited, int64(g.rateDropped.Load()), droppedOpt)
+		return nil
+	}, peers, evicted, limited)
+	return err
+}
+
 func (in *instruments) firmwareBlock(ctx context.Context, bytes int) {
 	in.fwBlocks.Add(ctx, 1)
 	in.fwBytes.Add(ctx, int64(bytes))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"hash/maphash"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -45,107 +44,36 @@ const exchangeLifetime = 247 * time.Second
 // coap.MaxPayload is answered 4.13 by parseRequest.
 const maxDatagram = 64 << 10
 
-// exchange is a peer's last confirmable request and its answer.
-type exchange struct {
-	mid  int32
-	busy bool   // being handled: a retransmission meanwhile is dropped
-	resp []byte // the encoded answer, once sent
-	at   time.Time
-}
-
-// exchanges remembers each peer's last exchange, in shards to keep the
-// read loops apart.
-type exchanges struct {
-	seed   maphash.Seed
-	shards [64]struct {
-		sync.Mutex
-		m map[netip.AddrPort]*exchange
-	}
-}
-
-func newExchanges() *exchanges {
-	x := &exchanges{seed: maphash.MakeSeed()}
-	for i := range x.shards {
-		x.shards[i].m = map[netip.AddrPort]*exchange{}
-	}
-	return x
-}
-
-func (x *exchanges) shard(peer netip.AddrPort) int {
-	return int(maphash.Comparable(x.seed, peer) % uint64(len(x.shards)))
-}
-
-// begin starts handling a confirmable request. It returns the answer to
-// send again for a retransmission of the last exchange, drop for a
-// retransmission still being handled, or neither for a new request.
-func (x *exchanges) begin(peer netip.AddrPort, mid int32, now time.Time) (again []byte, drop bool) {
-	s := &x.shards[x.shard(peer)]
-	s.Lock()
-	defer s.Unlock()
-	e := s.m[peer]
-	if e != nil && e.mid == mid && now.Sub(e.at) < exchangeLifetime {
-		return e.resp, e.busy
-	}
-	if e == nil {
-		e = &exchange{}
-		s.m[peer] = e
-	}
-	*e = exchange{mid: mid, busy: true, at: now}
-	return nil, false
-}
-
-// end records the answer of a request begin started.
-func (x *exchanges) end(peer netip.AddrPort, mid int32, resp []byte) {
-	s := &x.shards[x.shard(peer)]
-	s.Lock()
-	defer s.Unlock()
-	if e := s.m[peer]; e != nil && e.mid == mid {
-		e.busy, e.resp = false, resp
-	}
-}
-
-// sweep forgets exchanges older than exchangeLifetime.
-func (x *exchanges) sweep(now time.Time) {
-	for i := range x.shards {
-		s := &x.shards[i]
-		s.Lock()
-		for p, e := range s.m {
-			if !e.busy && now.Sub(e.at) >= exchangeLifetime {
-				delete(s.m, p)
-			}
-		}
-		s.Unlock()
-	}
-}
-
-func (x *exchanges) len() int {
-	n := 0
-	for i := range x.shards {
-		s := &x.shards[i]
-		s.Lock()
-		n += len(s.m)
-		s.Unlock()
-	}
-	return n
-}
-
 // udpServer is the plain-UDP read loop.
 type udpServer struct {
 	g        *Gateway
 	conn     *net.UDPConn
-	seen     *exchanges
+	out      packetWriter
+	peers    *peerTable
 	msgID    atomic.Uint32 // for NON answers and resets
 	inFlight chan struct{}
+}
+
+// packetWriter sends datagrams: the socket, or what a test captures.
+type packetWriter interface {
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 }
 
 // maxInFlight bounds the datagrams being handled at once.
 const maxInFlight = 4096
 
+// newUDPServer reads conn and answers through out, keeping peers' state
+// in peers.
+func newUDPServer(g *Gateway, conn *net.UDPConn, out packetWriter, peers *peerTable) *udpServer {
+	s := &udpServer{g: g, conn: conn, out: out, peers: peers, inFlight: make(chan struct{}, maxInFlight)}
+	s.msgID.Store(rand.Uint32())
+	return s
+}
+
 // serveUDP answers requests on conn with a read loop per CPU until ctx
 // ends, then waits for the requests in hand.
 func (g *Gateway) serveUDP(ctx context.Context, conn *net.UDPConn) error {
-	s := &udpServer{g: g, conn: conn, seen: newExchanges(), inFlight: make(chan struct{}, maxInFlight)}
-	s.msgID.Store(rand.Uint32())
+	s := newUDPServer(g, conn, conn, g.peers)
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Go(func() { s.read(ctx, &wg) })
@@ -153,12 +81,18 @@ func (g *Gateway) serveUDP(ctx context.Context, conn *net.UDPConn) error {
 	wg.Go(func() {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
+		evicted := s.peers.evicted.Load()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				s.seen.sweep(now)
+				s.peers.sweep(now)
+				if n := s.peers.evicted.Load(); n != evicted {
+					g.log.Warn("coap: the peer table is full; peers silent longest are being forgotten (a flood from many source addresses, or coap.max_peers below the fleet)",
+						"evicted", n-evicted, "max_peers", s.peers.capacity())
+					evicted = n
+				}
 			}
 		}
 	})
@@ -183,12 +117,62 @@ func (s *udpServer) read(ctx context.Context, wg *sync.WaitGroup) {
 			s.g.log.Debug("coap: read", "err", err)
 			continue
 		}
+		if !s.receive(buf[:n], peer, time.Now()) {
+			continue
+		}
 		data := bytes.Clone(buf[:n])
 		s.inFlight <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-s.inFlight }()
 			s.datagram(ctx, data, peer)
 		})
+	}
+}
+
+// receive decides, in the read loop and before anything is copied or
+// parsed, whether a datagram is handled. What the gateway would ignore
+// anyway is dropped here without touching the peer table (RFC 7252 3: a
+// datagram shorter than a header or of another version; 4.2: ACKs and
+// resets, since the gateway sends no confirmable message). The rest costs
+// its peer a token; over the rate, a confirmable request is answered 4.29
+// at most once a second and everything else is dropped.
+func (s *udpServer) receive(data []byte, peer netip.AddrPort, now time.Time) bool {
+	if len(data) < 4 || data[0]>>6 != 1 {
+		return false
+	}
+	typ := message.Type(data[0] >> 4 & 3)
+	if typ == message.Acknowledgement || typ == message.Reset {
+		return false
+	}
+	tkl := int(data[0] & 0xf)
+	request := typ == message.Confirmable && codes.Code(data[1]) != codes.Empty && data[1] < 32 &&
+		tkl <= message.MaxTokenSize && len(data) >= 4+tkl
+	switch s.peers.admit(peer, now, request) {
+	case admitHandle:
+		return true
+	case admitRefuse:
+		s.g.rateRefused.Add(1)
+		s.tooMany(data, tkl, peer)
+	default:
+		s.g.rateDropped.Add(1)
+	}
+	return false
+}
+
+// tooMany answers a confirmable request over its peer's rate with 4.29
+// (RFC 8516), piggy-backed, from its header alone. Its Max-Age is about
+// the time the peer's bucket takes to fill again.
+func (s *udpServer) tooMany(data []byte, tkl int, peer netip.AddrPort) {
+	m := pool.NewMessage(context.Background())
+	m.SetType(message.Confirmable)
+	m.SetMessageID(int32(data[2])<<8 | int32(data[3]))
+	m.SetToken(data[4 : 4+tkl])
+	cfg := s.g.cfg
+	a := diagnostic(codes.TooManyRequests, "busy: over %v requests a second from this address; retry after Max-Age", cfg.MaxPeerRate)
+	refill := min(time.Hour, time.Duration(float64(cfg.MaxPeerBurst)/cfg.MaxPeerRate*float64(time.Second)))
+	a.opts = []message.Option{maxAge(refill)}
+	if resp, err := s.encode(m, a); err == nil {
+		s.write(resp, peer)
 	}
 }
 
@@ -226,7 +210,7 @@ func (s *udpServer) datagram(ctx context.Context, data []byte, peer netip.AddrPo
 	}
 	con, mid := m.Type() == message.Confirmable, m.MessageID()
 	if con {
-		again, drop := s.seen.begin(peer, mid, time.Now())
+		again, drop := s.peers.begin(peer, mid, time.Now())
 		if drop {
 			return
 		}
@@ -243,7 +227,7 @@ func (s *udpServer) datagram(ctx context.Context, data []byte, peer netip.AddrPo
 		return
 	}
 	if con { // before the answer leaves: its retransmission must find it
-		s.seen.end(peer, mid, resp)
+		s.peers.end(peer, mid, resp)
 	}
 	s.write(resp, peer)
 }
@@ -280,7 +264,7 @@ func (s *udpServer) reset(mid int32, peer netip.AddrPort) {
 }
 
 func (s *udpServer) write(b []byte, peer netip.AddrPort) {
-	if _, err := s.conn.WriteToUDPAddrPort(b, peer); err != nil {
+	if _, err := s.out.WriteToUDPAddrPort(b, peer); err != nil {
 		s.g.log.Debug("coap: write", "peer", peer.String(), "err", err)
 	}
 }

@@ -142,26 +142,6 @@ func TestPlainUDPMessageLayer(t *testing.T) {
 	}
 }
 
-func TestExchangesForget(t *testing.T) {
-	x := newExchanges()
-	now := time.Now()
-	peer := netipAddrPort(t, "127.0.0.1:5683")
-	if again, drop := x.begin(peer, 1, now); again != nil || drop {
-		t.Fatal("a new exchange is not a retransmission")
-	}
-	if _, drop := x.begin(peer, 1, now); !drop {
-		t.Error("a retransmission while the first is handled is dropped")
-	}
-	x.end(peer, 1, []byte("answer"))
-	if again, _ := x.begin(peer, 1, now.Add(time.Minute)); string(again) != "answer" {
-		t.Errorf("a retransmission gets %q, want the remembered answer", again)
-	}
-	x.sweep(now.Add(exchangeLifetime))
-	if n := x.len(); n != 0 {
-		t.Errorf("%d exchanges after their lifetime, want 0", n)
-	}
-}
-
 func netipAddrPort(t *testing.T, s string) netip.AddrPort {
 	t.Helper()
 	ua, err := net.ResolveUDPAddr("udp", s)
