@@ -628,11 +628,18 @@ func (a *Agent) register(ctx context.Context) error {
 	return a.follow(resp, 0)
 }
 
-// report is POST /dp?ep={id} with one queued report.
+// report is POST /dp?ep={id}&held={seq} with one queued report; held is
+// the oldest report the agent holds unstored, so that a server that lost
+// the ones before e (a replica that died) answers with its own seq instead
+// of accepting e over them.
 func (a *Agent) report(ctx context.Context, e Entry) error {
+	held, ok := a.queue.First()
+	if !ok || held > e.Seq {
+		held = e.Seq
+	}
 	resp, err := a.link.do(ctx, a.cfg.RequestTimeout, request{
 		method: codes.POST, path: coap.PathData, format: coap.FormatSenMLCBOR, body: e.Pack, accept: true,
-		queries: []string{coap.QueryEndpoint + "=" + a.cfg.DeviceID},
+		queries: []string{coap.QueryEndpoint + "=" + a.cfg.DeviceID, coap.QueryHeld + "=" + strconv.FormatUint(held, 10)},
 		trace:   a.fw.traces[e.Seq], // of a firmware transition
 	})
 	if err != nil {
@@ -714,14 +721,20 @@ func (a *Agent) follow(resp response, sent uint64) error {
 		// sequence number it reports within the queue was delivered before
 		// the agent noticed), and stored everything up to stored.
 		accepted := max(sent, seq)
+		if d != nil && seq < sent {
+			// Not applied: the server lacks earlier reports this agent
+			// holds (they went to a replica that died); they go first.
+			accepted = seq
+		}
 		stored := accepted
 		if d != nil && d.Stored != nil {
 			stored = min(*d.Stored, accepted)
 		}
-		if seq < a.delivered && sent == 0 {
+		if seq < a.delivered && (sent == 0 || seq < sent) {
 			// The server knows less than it accepted before: it lost its
-			// memory (a restart) and the unsettled reports go again.
-			a.delivered = a.queue.Acked()
+			// memory (a restart, another replica) and the unsettled
+			// reports go again.
+			a.delivered = max(seq, a.queue.Acked())
 		}
 		a.delivered = max(a.delivered, accepted)
 		if stored > a.queue.Acked() {

@@ -304,6 +304,34 @@ func TestAgentKeepsUnstoredReports(t *testing.T) {
 	}
 }
 
+// TestAgentSendsHeldReportsFirst is a device whose requests reach another
+// replica, which never saw the reports the first one accepted and lost,
+// without any exchange failing: the held parameter lets the server refuse
+// the new report, and the agent sends the lost ones first.
+func TestAgentSendsHeldReportsFirst(t *testing.T) {
+	srv := startTestServer(t)
+	srv.with(func(s *testServer) { s.stored = map[string]uint64{} })
+	cfg := testConfig(srv.addr, "pump-0008", coap.ProfileInfusionPump)
+	r := runAgent(t, cfg)
+	waitFor(t, 5*time.Second, "6 reports", func() bool { return len(srv.reports(cfg.DeviceID)) >= 6 })
+	srv.with(func(s *testServer) {
+		s.stored[cfg.DeviceID] = 3
+		s.last[cfg.DeviceID] = 3 // what the other replica has: the stored ones
+		s.accepted[cfg.DeviceID] = s.accepted[cfg.DeviceID][:3]
+	})
+	waitFor(t, 5*time.Second, "reports after the switch", func() bool { return len(srv.reports(cfg.DeviceID)) >= 9 })
+	srv.with(func(s *testServer) { s.stored[cfg.DeviceID] = s.last[cfg.DeviceID] })
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	checkContiguous(t, srv.reports(cfg.DeviceID), 1)
+	srv.with(func(s *testServer) {
+		if s.outOfOrder == 0 {
+			t.Error("no report was refused as out of order: the test did not switch replicas under the agent")
+		}
+	})
+}
+
 func TestAgentRestartContinues(t *testing.T) {
 	srv := startTestServer(t)
 	cfg := testConfig(srv.addr, "rfid-0004", coap.ProfileRFIDReader)

@@ -37,6 +37,8 @@ type Queue interface {
 	// Next returns the oldest pending report whose sequence number is above
 	// after; Next(0) is the oldest of all.
 	Next(after uint64) (Entry, bool, error)
+	// First is the sequence number of the oldest pending report.
+	First() (uint64, bool)
 	// Len is the number of pending reports.
 	Len() int
 	// Ack settles every report up to seq.
@@ -105,6 +107,13 @@ func (q *memQueue) Next(after uint64) (Entry, bool, error) {
 		return Entry{}, false, nil
 	}
 	return q.pending[i], true, nil
+}
+
+func (q *memQueue) First() (uint64, bool) {
+	if len(q.pending) == 0 {
+		return 0, false
+	}
+	return q.pending[0].Seq, true
 }
 
 func (q *memQueue) Len() int { return len(q.pending) }
@@ -412,6 +421,13 @@ func (q *fileQueue) Next(after uint64) (Entry, bool, error) {
 	}
 	e, err := q.read(pending[i])
 	return e, err == nil, err
+}
+
+func (q *fileQueue) First() (uint64, bool) {
+	if q.head >= len(q.frames) {
+		return 0, false
+	}
+	return q.frames[q.head].seq, true
 }
 
 func (q *fileQueue) Len() int { return len(q.frames) - q.head }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +46,7 @@ type testServer struct {
 	dupes      int                       // reports dropped as seen before
 	heartbeats int
 	deletes    int
+	outOfOrder int // reports answered with the server's lower seq, not applied
 	// stored, when not nil, is the highest stored seq per device, sent as
 	// the desired state's stored (the test moves it).
 	stored map[string]uint64
@@ -257,7 +259,12 @@ func (s *testServer) handleData(w mux.ResponseWriter, r *mux.Message) {
 		s.diagnose(w, codes.BadRequest, err.Error())
 		return
 	}
+	held, _ := strconv.ParseUint(query(r, coap.QueryHeld), 10, 64)
 	switch {
+	case held == 0:
+		s.t.Errorf("report %d of %q without held", rep.Seq, id)
+	case held <= s.last[id]+1 && s.last[id]+1 < rep.Seq:
+		s.outOfOrder++ // the device holds earlier ones this server lacks
 	case s.refuseSeq[rep.Seq]:
 		s.refused[id] = append(s.refused[id], rep.Seq)
 		s.diagnose(w, codes.BadRequest, "seq: refused by the test")

@@ -19,6 +19,10 @@ const (
 const (
 	QueryEndpoint = "ep" // device id
 	QueryLifetime = "lt" // registration lifetime, seconds
+	// QueryHeld, on POST /dp, is the seq of the oldest report the device
+	// still holds unstored: a server that has not accepted the reports
+	// between it and the one sent must not accept this one before them.
+	QueryHeld = "held"
 )
 
 // Content formats (CoAP Content-Format numbers).

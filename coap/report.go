@@ -31,7 +31,11 @@ const (
 // Report is the meaning of one data push (POST /dp): the typed view of a
 // SenML pack. Pointers are nil when the device did not report that item.
 type Report struct {
-	Seq       uint64
+	Seq uint64
+	// Held is the oldest report the device still holds unstored (the
+	// held query parameter of POST /dp, not a SenML record); 0 when it did
+	// not say.
+	Held      uint64
 	Usage     *float64 // cumulative operating seconds
 	Firmware  string
 	State     string // StateIdle, StateInUse, StateCharging or StateFault

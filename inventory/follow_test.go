@@ -182,3 +182,35 @@ func TestCheckpointNeverOverwritesNewer(t *testing.T) {
 		t.Errorf("A's stored = %d, want 2", *d.Stored)
 	}
 }
+
+// TestHeldReportsGoFirst is a device that moved from a replica that died
+// with reports 3 and 4 unstored: the other replica, at seq 2, refuses
+// report 5 while the device says it holds 3, and takes 3, 4, 5 in order.
+func TestHeldReportsGoFirst(t *testing.T) {
+	ctx := context.Background()
+	etcd := etcdtest.Start(t, "")
+	inv := newTestInventory(t, etcd, &clock{t: time.Now()})
+	if _, err := inv.Register(ctx, "pump-1", &coap.Registration{Profile: "infusion-pump", Model: "m"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	report(t, inv, "pump-1", 1, 60)
+	report(t, inv, "pump-1", 2, 120)
+	res, err := inv.Report(ctx, "pump-1", &coap.Report{Seq: 5, Held: 3, Usage: f64(300)})
+	if err != nil || !res.OutOfOrder || res.Desired.Seq != 2 {
+		t.Fatalf("Report(5, held 3) = %+v, %v; want out of order with seq 2", res, err)
+	}
+	if res, err := inv.Report(ctx, "pump-1", &coap.Report{Seq: 5, Held: 5, Usage: f64(300)}); err != nil || res.OutOfOrder {
+		// held 5: the device no longer has 3 and 4 (its queue dropped
+		// them); a gap it cannot fill is accepted.
+		t.Fatalf("Report(5, held 5) = %+v, %v; want accepted", res, err)
+	}
+	st := statusOf(t, inv, "pump-1")
+	if st.GetLastSeq() != 5 || st.GetReportsAccepted() != 3 || st.GetUsageSeconds() != 300 {
+		t.Errorf("status = seq %d, accepted %d, usage %v; want 5, 3, 300", st.GetLastSeq(), st.GetReportsAccepted(), st.GetUsageSeconds())
+	}
+	for seq := uint64(3); seq <= 4; seq++ {
+		if res, err := inv.Report(ctx, "pump-1", &coap.Report{Seq: seq, Held: 3}); err != nil || !res.Duplicate {
+			t.Errorf("Report(%d) after 5 = %+v, %v; want a duplicate", seq, res, err)
+		}
+	}
+}

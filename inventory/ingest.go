@@ -143,6 +143,11 @@ func (inv *Inventory) applyRegistration(ctx context.Context, id string, e *entry
 type ReportResult struct {
 	Desired   *coap.Desired
 	Duplicate bool // an already accepted seq: ignored
+	// OutOfOrder is a report sent while the device holds earlier ones this
+	// server has not accepted (they went to a replica that died): not
+	// applied, and the answer's seq, below the report's, makes the device
+	// send them first.
+	OutOfOrder bool
 }
 
 // Report applies a data push (POST /dp). Reports whose seq is not above the
@@ -166,6 +171,10 @@ func (inv *Inventory) Report(ctx context.Context, id string, r *coap.Report) (Re
 	if r.Seq <= st.GetLastSeq() {
 		st.ReportsDuplicate++
 		return ReportResult{Desired: inv.desired(e), Duplicate: true}, nil
+	}
+	if next := st.GetLastSeq() + 1; r.Held != 0 && r.Held <= next && next < r.Seq {
+		inv.markDirty(ctx, id) // the contact
+		return ReportResult{Desired: inv.desired(e), OutOfOrder: true}, nil
 	}
 	st.LastSeq = r.Seq
 	st.ReportsAccepted++

@@ -128,7 +128,7 @@ func (b coapBackend) record(ctx context.Context, device, action, target, detail 
 
 func (b coapBackend) Report(ctx context.Context, device string, r *coap.Report) (*coap.Desired, bool, error) {
 	res, err := b.inv.Report(ctx, device, r)
-	if err == nil && !res.Duplicate && b.locations != nil {
+	if err == nil && !res.Duplicate && !res.OutOfOrder && b.locations != nil {
 		now := time.Now()
 		if len(r.Sightings) > 0 {
 			b.locations.Sightings(device, r.Sightings, now)
@@ -137,7 +137,7 @@ func (b coapBackend) Report(ctx context.Context, device string, r *coap.Report) 
 			b.locations.WiFi(device, r.WiFiBSSID, now)
 		}
 	}
-	return b.withFirmware(device, res.Desired), res.Duplicate, coapError(err)
+	return b.withFirmware(device, res.Desired), res.Duplicate || res.OutOfOrder, coapError(err)
 }
 
 func coapError(err error) error {

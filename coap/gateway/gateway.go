@@ -610,6 +610,13 @@ func (g *Gateway) report(ctx context.Context, req request) (string, answer) {
 	if err != nil {
 		return device, diagnostic(codes.BadRequest, "%v", err)
 	}
+	if h, ok := req.query[coap.QueryHeld]; ok {
+		held, err := strconv.ParseUint(h, 10, 64)
+		if err != nil || held == 0 || held > r.Seq {
+			return device, diagnostic(codes.BadRequest, "held: %q is not a seq from 1 to the report's seq %d", h, r.Seq)
+		}
+		r.Held = held
+	}
 	d, dup, err := g.backend.Report(ctx, device, r)
 	if err != nil {
 		return device, g.failure(device, err)
