@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"net"
-	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -140,13 +139,4 @@ func TestPlainUDPMessageLayer(t *testing.T) {
 	if m, ok := p.recv(); !ok || m.Code != codes.BadOption || string(m.Payload) != "unknown critical option(s): 9" {
 		t.Errorf("answer to an unknown critical option: %v %q (%v)", m, m.Payload, ok)
 	}
-}
-
-func netipAddrPort(t *testing.T, s string) netip.AddrPort {
-	t.Helper()
-	ua, err := net.ResolveUDPAddr("udp", s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ua.AddrPort()
 }
