@@ -100,6 +100,9 @@ func (p *Program) create(ctx context.Context, o *pb.WorkOrder, fence []clientv3.
 	if err != nil {
 		return nil, fmt.Errorf("maintenance: %w", err)
 	}
+	if !resp.Succeeded && len(fence) > 0 {
+		return nil, fmt.Errorf("%w: a task of this order already has an open work order, or this replica no longer leads", ErrState)
+	}
 	if !resp.Succeeded {
 		return nil, fmt.Errorf("%w: a task of this order already has an open work order", ErrState)
 	}
