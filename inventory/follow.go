@@ -167,12 +167,15 @@ func (inv *Inventory) applyStatus(id string, rev int64, value []byte) {
 	before := e.status.GetAvailability()
 	merged := mergeStatus(e.status, st)
 	e.status = merged
+	// merged may be the status reports change in place: read it locked.
+	lacking := !proto.Equal(merged, st)
+	after, at := merged.GetAvailability(), merged.GetAvailabilityTime().AsTime()
 	e.mu.Unlock()
-	if !proto.Equal(merged, st) {
+	if lacking {
 		inv.markDirty(context.Background(), id) // etcd lacks part of what this replica knows
 	}
-	if a := merged.GetAvailability(); a != before && inv.onAvailability != nil {
-		inv.onAvailability(id, a, merged.GetAvailabilityTime().AsTime())
+	if after != before && inv.onAvailability != nil {
+		inv.onAvailability(id, after, at)
 	}
 }
 
