@@ -28,8 +28,9 @@ import (
 // never overwrites it; a failed compare merges etcd's copy and retries.
 
 // Follow applies what other writers put under the registry and status
-// prefixes, from the revision Load read at, until ctx ends. After a
-// compaction or a broken watch it reads the prefix again.
+// prefixes, from the revision Load read at, until ctx ends. A broken watch
+// resumes from the last revision it saw; after a compaction it reads the
+// prefix again.
 func (inv *Inventory) Follow(ctx context.Context) error {
 	done := make(chan struct{}, 2)
 	go func() { inv.follow(ctx, devicesPrefix, inv.applyDevice); done <- struct{}{} }()
@@ -68,10 +69,10 @@ func (inv *Inventory) follow(ctx context.Context, prefix string, apply func(id s
 	}
 }
 
-// watch follows prefix from after rev until the watch breaks, and returns
-// the revision to go on from (0 to read the prefix again) and why it broke.
-// It returns no error once events came before the break: the caller
-// resumes at once.
+// watch follows prefix from after rev until the watch ends, and returns
+// the revision to go on from (0 to read the prefix again) and the error
+// that ended it: nil for a compaction, or for a watch that closed after
+// events came, which the caller resumes at once.
 func (inv *Inventory) watch(ctx context.Context, prefix string, rev int64, apply func(id string, rev int64, value []byte)) (int64, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
