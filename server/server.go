@@ -338,7 +338,12 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { auditDone <- auditLog.Run(bgCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return inv.Follow(gctx) }) // other replicas' writes
+	if store.embedded == nil {
+		// Other replicas may write the devices and statuses: follow them.
+		// The embedded etcd has no other writer, and following it would
+		// only bring this replica's own checkpoints back.
+		g.Go(func() error { return inv.Follow(gctx) })
+	}
 	g.Go(func() error { return storeHealth.run(gctx) })
 	g.Go(func() error { return users.Run(gctx) })
 	g.Go(func() error { return creds.Run(gctx) })
