@@ -105,6 +105,14 @@ func serve(t *testing.T, backend Backend) string {
 
 func serveConfig(t *testing.T, cfg Config, backend Backend) string {
 	t.Helper()
+	_, conn := startGateway(t, cfg, backend)
+	return conn.LocalAddr().String()
+}
+
+// startGateway is serveConfig that returns the gateway and its socket, for
+// tests that look at its tables, counters and socket.
+func startGateway(t *testing.T, cfg Config, backend Backend) (*Gateway, *net.UDPConn) {
+	t.Helper()
 	g, err := New(cfg, backend, slog.New(slog.DiscardHandler), telemetry.Noop())
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +130,7 @@ func serveConfig(t *testing.T, cfg Config, backend Backend) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return conn.LocalAddr().String()
+	return g, conn
 }
 
 // blocking registers only when released, to hold registrations in progress.

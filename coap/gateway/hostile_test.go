@@ -357,23 +357,7 @@ func TestGarbageFloodKeepsDevicesServed(t *testing.T) {
 	// Under the 256 sockets and the ports the spoofing ones go through.
 	cfg.MaxPeers = 256
 	backend, _ := newAccepting()
-	g, err := New(cfg, backend, slog.New(slog.DiscardHandler), telemetry.Noop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(ctx, conn) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	g, conn := startGateway(t, cfg, backend)
 	raddr := conn.LocalAddr().(*net.UDPAddr)
 
 	garbage := floodTemplates(t)
