@@ -24,8 +24,10 @@ import (
 
 // Config tunes the inventory.
 type Config struct {
-	// CheckpointInterval is how often changed statuses are written to etcd:
-	// the most status a crash can lose.
+	// CheckpointInterval is how often changed statuses are written to etcd.
+	// A crash loses nothing a device still holds: devices keep every report
+	// until the desired state says it is stored (protocol 8.4), so the
+	// interval trades etcd writes against how soon reports are stored.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// MaxTxnOps bounds the keys in one etcd transaction (etcd's own limit is
 	// 128 by default).
@@ -42,7 +44,7 @@ type Config struct {
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{
-		CheckpointInterval: time.Second,
+		CheckpointInterval: 5 * time.Second,
 		MaxTxnOps:          128,
 		LivenessGrace:      15 * time.Second,
 		ReportInterval:     10 * time.Second,

@@ -134,7 +134,7 @@ func DefaultConfig() Config {
 			ListenClient:        "http://127.0.0.1:2379",
 			ListenPeer:          "http://127.0.0.1:2380",
 			QuotaBytes:          8 << 30,
-			CompactionRetention: time.Hour,
+			CompactionRetention: 5 * time.Minute,
 		},
 		GRPC:            GRPCConfig{Listen: "127.0.0.1:7443"},
 		CoAP:            CoAPConfig{DTLSListen: ":5684", Listen: ":5683", HandshakeTimeout: 10 * time.Second, Config: gateway.DefaultConfig()},

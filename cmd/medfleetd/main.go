@@ -72,7 +72,7 @@ func run(args []string) error {
 		simInterval   = fs.Duration("simulate-interval", 5*time.Second, "report interval of the simulated devices until the server says otherwise")
 		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
 		reportIntvl   = fs.Duration("report-interval", 0, "report interval the server asks devices for (default 10s)")
-		checkpointInt = fs.Duration("checkpoint-interval", 0, "how often changed device status is written to etcd (default 1s)")
+		checkpointInt = fs.Duration("checkpoint-interval", 0, "how often changed device status is written to etcd (default 5s)")
 		sampleRatio   = fs.Float64("trace-sample-ratio", 0, "share of root traces kept; sampled callers are always followed (default 0.01)")
 	)
 	if err := fs.Parse(args); err != nil {

@@ -132,6 +132,9 @@ func (g *Gateway) ListenDTLS(addr string, cfg DTLSConfig) (*coapnet.DTLSListener
 // ServeDTLS answers requests on l until ctx ends, then stops and returns;
 // it closes l. cfg must be the one given to ListenDTLS.
 func (g *Gateway) ServeDTLS(ctx context.Context, l *coapnet.DTLSListener, cfg DTLSConfig) error {
+	if g.cfg.DTLSServer == ServerMedfleet {
+		return g.serveSessions(ctx, l, cfg)
+	}
 	timeout := cfg.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -165,10 +168,22 @@ func (g *Gateway) authenticate(ctx context.Context, cc *udpclient.Conn, creds Cr
 		_ = cc.Close()
 		return
 	}
-	st, ok := dc.ConnectionState() // a copy: read once per session
+	s, ok := g.authenticateDTLS(ctx, dc, creds)
 	if !ok {
 		_ = cc.Close()
 		return
+	}
+	cc.SetContextValue(sessionKey{}, s)
+	cc.AddOnClose(func() { g.tel.sessionClosed(context.Background(), s.method) })
+}
+
+// authenticateDTLS works out, after the handshake, who a session
+// authenticated as, and counts the handshake and the open session. false:
+// the credential is no longer usable, and the session must be closed.
+func (g *Gateway) authenticateDTLS(ctx context.Context, dc *piondtls.Conn, creds Credentials) (*session, bool) {
+	st, ok := dc.ConnectionState() // a copy: read once per session
+	if !ok {
+		return nil, false
 	}
 	s := &session{method: "enrol", creds: creds}
 	switch {
@@ -179,21 +194,18 @@ func (g *Gateway) authenticate(ctx context.Context, cc *udpclient.Conn, creds Cr
 		}
 		if err != nil { // revoked between the handshake and now
 			g.tel.handshake(ctx, false)
-			_ = cc.Close()
-			return
+			return nil, false
 		}
 		s.method = "cert"
 	case len(st.IdentityHint) > 0: // the client's PSK identity
 		gen, ok := creds.Generation(string(st.IdentityHint))
 		if !ok {
 			g.tel.handshake(ctx, false)
-			_ = cc.Close()
-			return
+			return nil, false
 		}
 		s.device, s.generation, s.method = string(st.IdentityHint), gen, "psk"
 	}
-	cc.SetContextValue(sessionKey{}, s)
 	g.tel.handshake(ctx, true)
 	g.tel.sessionOpened(ctx, s.method)
-	cc.AddOnClose(func() { g.tel.sessionClosed(context.Background(), s.method) })
+	return s, true
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"log/slog"
 	"net"
 	"runtime"
 	"testing"
@@ -12,13 +11,9 @@ import (
 
 	piondtls "github.com/pion/dtls/v3"
 	dtlsnet "github.com/pion/dtls/v3/pkg/net"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/medfleet/medfleet/coap"
-	"github.com/medfleet/medfleet/internal/pki"
-	"github.com/medfleet/medfleet/internal/telemetry"
 )
 
 // noCredentials knows no device.
@@ -80,34 +75,9 @@ func TestDTLSHalfOpenHandshakes(t *testing.T) {
 		rate    = 200 // a second, and the burst
 		timeout = 3 * time.Second
 	)
-	dir := t.TempDir()
-	now := time.Now()
-	ca, err := pki.LoadOrCreateCA(dir, "ca", "test CA", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := pki.LoadOrCreateServerCert(ca, dir, "medfleetd", []string{coap.ServerName}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader := sdkmetric.NewManualReader()
-	tel := telemetry.Providers{Tracer: tracenoop.NewTracerProvider(), Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Propagator: telemetry.Propagator()}
 	cfg := DefaultConfig()
 	cfg.MaxHandshakeRate = rate
-	g, err := New(cfg, failing{}, slog.New(slog.DiscardHandler), tel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dcfg := DTLSConfig{Certificate: cert, DeviceCAs: ca.Pool(), Credentials: noCredentials{}, HandshakeTimeout: timeout}
-	l, err := g.ListenDTLS("127.0.0.1:0", dcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- g.ServeDTLS(ctx, l, dcfg) }()
-	defer func() { cancel(); <-served }()
-	raddr := l.Addr().(*net.UDPAddr)
+	raddr, reader := startDTLSGateway(t, cfg, failing{}, noCredentials{}, timeout)
 	hello := clientHello(t)
 
 	// heap is the heap in use and the goroutines' stacks.

@@ -132,19 +132,25 @@ type Config struct {
 	// go-coap's UDP server, which keeps every answer of every peer for
 	// 247 s and scans them on each datagram (docs/benchmarks.md).
 	PlainServer string `yaml:"plain_server"`
+	// DTLSServer serves CoAP over DTLS: "medfleet", a goroutine of the
+	// gateway's own per session (session.go), or "go-coap", go-coap's DTLS
+	// server, which keeps every answer of every session for 247 s
+	// (docs/benchmarks.md). pion/dtls does the DTLS under both.
+	DTLSServer string `yaml:"dtls_server"`
 }
 
-// The servers of plain CoAP (Config.PlainServer).
+// The servers of plain CoAP (Config.PlainServer) and of DTLS
+// (Config.DTLSServer).
 const (
-	PlainServerMedfleet = "medfleet"
-	PlainServerGoCoAP   = "go-coap"
+	ServerMedfleet = "medfleet"
+	ServerGoCoAP   = "go-coap"
 )
 
 // DefaultConfig returns the defaults documented in docs/operations.md.
 func DefaultConfig() Config {
 	return Config{ReadBuffer: 4 << 20, IdleTimeout: 10 * time.Minute, RequestTimeout: 5 * time.Second,
 		MaxPendingRegistrations: 256, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1000, MaxDownloads: 256,
-		MaxPeerRate: 1000, MaxPeerBurst: 2000, MaxPeers: 100_000, PlainServer: PlainServerMedfleet}
+		MaxPeerRate: 1000, MaxPeerBurst: 2000, MaxPeers: 100_000, PlainServer: ServerMedfleet, DTLSServer: ServerMedfleet}
 }
 
 // Validate checks the configuration; errors name the field by its path.
@@ -170,8 +176,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coap.max_requests_per_peer_burst: %d is under 1", c.MaxPeerBurst)
 	case c.MaxPeers < 1:
 		return fmt.Errorf("coap.max_peers: %d is under 1", c.MaxPeers)
-	case c.PlainServer != PlainServerMedfleet && c.PlainServer != PlainServerGoCoAP:
-		return fmt.Errorf("coap.plain_server: %q is neither %s nor %s", c.PlainServer, PlainServerMedfleet, PlainServerGoCoAP)
+	case c.PlainServer != ServerMedfleet && c.PlainServer != ServerGoCoAP:
+		return fmt.Errorf("coap.plain_server: %q is neither %s nor %s", c.PlainServer, ServerMedfleet, ServerGoCoAP)
+	case c.DTLSServer != ServerMedfleet && c.DTLSServer != ServerGoCoAP:
+		return fmt.Errorf("coap.dtls_server: %q is neither %s nor %s", c.DTLSServer, ServerMedfleet, ServerGoCoAP)
 	}
 	return nil
 }
@@ -248,7 +256,7 @@ func (g *Gateway) Serve(ctx context.Context, conn *net.UDPConn) error {
 			g.log.Warn("cannot set the CoAP socket's read buffer", "bytes", g.cfg.ReadBuffer, "err", err)
 		}
 	}
-	if g.cfg.PlainServer == PlainServerMedfleet {
+	if g.cfg.PlainServer == ServerMedfleet {
 		return g.serveUDP(ctx, conn)
 	}
 	s := udp.NewServer(

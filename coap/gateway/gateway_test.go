@@ -89,6 +89,8 @@ func TestConfigValidate(t *testing.T) {
 		{cfg: Config{IdleTimeout: time.Minute, RequestTimeout: time.Second, RetryAfter: 10 * time.Second}, want: "coap.max_pending_registrations"},
 		{cfg: Config{IdleTimeout: time.Minute, RequestTimeout: time.Second, MaxPendingRegistrations: 1}, want: "coap.retry_after"},
 		{cfg: Config{IdleTimeout: time.Minute, RequestTimeout: time.Second, MaxPendingRegistrations: 1, RetryAfter: 10 * time.Second, MaxHandshakeRate: 1}, want: "coap.max_downloads"},
+		{cfg: func() Config { c := DefaultConfig(); c.PlainServer = "libcoap"; return c }(), want: "coap.plain_server"},
+		{cfg: func() Config { c := DefaultConfig(); c.DTLSServer = ""; return c }(), want: "coap.dtls_server"},
 	} {
 		err := tc.cfg.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), tc.want)) {

@@ -33,8 +33,9 @@ import (
 // a retransmission that arrives while its original is still being handled
 // is dropped and answered from the remembered exchange on the next try.
 //
-// DTLS stays on go-coap's server: its sessions need the handshake and the
-// record layer go-coap and pion/dtls provide.
+// DTLS sessions go through the same per-datagram path (session.go): pion/dtls
+// does the handshake and the record layer, and each session's last exchange
+// lives with the session.
 
 // exchangeLifetime is how long a peer's last exchange is remembered
 // (RFC 7252 EXCHANGE_LIFETIME with the default transmission parameters).
@@ -144,46 +145,89 @@ func (s *udpServer) receive(data []byte, peer netip.AddrPort, now time.Time) boo
 	if typ == message.Acknowledgement || typ == message.Reset {
 		return false
 	}
-	tkl := int(data[0] & 0xf)
-	request := typ == message.Confirmable && codes.Code(data[1]) != codes.Empty && data[1] < 32 &&
-		tkl <= message.MaxTokenSize && len(data) >= 4+tkl
+	tkl, request := confirmableRequest(data)
 	switch s.peers.admit(peer, now, request) {
 	case admitHandle:
 		return true
 	case admitRefuse:
 		s.g.rateRefused.Add(1)
-		s.tooMany(data, tkl, peer)
+		s.g.tooMany(s, data, tkl, peer)
 	default:
 		s.g.rateDropped.Add(1)
 	}
 	return false
 }
 
+// confirmableRequest reports, from its header alone, whether a datagram is
+// a confirmable request, and its token length.
+func confirmableRequest(data []byte) (tkl int, ok bool) {
+	if len(data) < 4 {
+		return 0, false
+	}
+	tkl = int(data[0] & 0xf)
+	return tkl, data[0]>>6 == 1 && message.Type(data[0]>>4&3) == message.Confirmable &&
+		codes.Code(data[1]) != codes.Empty && data[1] < 32 && tkl <= message.MaxTokenSize && len(data) >= 4+tkl
+}
+
 // tooMany answers a confirmable request over its peer's rate with 4.29
 // (RFC 8516), piggy-backed, from its header alone. Its Max-Age is about
 // the time the peer's bucket takes to fill again.
-func (s *udpServer) tooMany(data []byte, tkl int, peer netip.AddrPort) {
+func (g *Gateway) tooMany(t transport, data []byte, tkl int, peer netip.AddrPort) {
 	m := pool.NewMessage(context.Background())
 	m.SetType(message.Confirmable)
 	m.SetMessageID(int32(data[2])<<8 | int32(data[3]))
 	m.SetToken(data[4 : 4+tkl])
-	cfg := s.g.cfg
+	cfg := g.cfg
 	a := diagnostic(codes.TooManyRequests, "busy: over %v requests a second from this address; retry after Max-Age", cfg.MaxPeerRate)
 	refill := min(time.Hour, time.Duration(float64(cfg.MaxPeerBurst)/cfg.MaxPeerRate*float64(time.Second)))
 	a.opts = []message.Option{maxAge(refill)}
-	if resp, err := s.encode(m, a); err == nil {
-		s.write(resp, peer)
+	if resp, err := encode(t, m, a); err == nil {
+		t.write(resp, peer)
 	}
 }
 
-// datagram handles one datagram from peer.
+// transport is where the datagrams of one path come from and their answers
+// go: the plain-UDP read loop, for any peer, or one DTLS session, whose
+// peer is always the same.
+type transport interface {
+	write(b []byte, peer netip.AddrPort)
+	// begin and end bracket a confirmable request, as peerTable's do.
+	begin(peer netip.AddrPort, mid int32, now time.Time) (again []byte, drop bool)
+	end(peer netip.AddrPort, mid int32, resp []byte)
+	// nextMID is the message id of a message the gateway starts (a NON
+	// answer to a NON request).
+	nextMID() int32
+	// endSession closes the transport after the answer just written, when
+	// it is a session.
+	endSession()
+}
+
+func (s *udpServer) begin(peer netip.AddrPort, mid int32, now time.Time) ([]byte, bool) {
+	return s.peers.begin(peer, mid, now)
+}
+
+func (s *udpServer) end(peer netip.AddrPort, mid int32, resp []byte) { s.peers.end(peer, mid, resp) }
+func (s *udpServer) nextMID() int32                                  { return int32(uint16(s.msgID.Add(1))) }
+func (s *udpServer) endSession()                                     {}
+
+func (s *udpServer) write(b []byte, peer netip.AddrPort) {
+	if _, err := s.out.WriteToUDPAddrPort(b, peer); err != nil {
+		s.g.log.Debug("coap: write", "peer", peer.String(), "err", err)
+	}
+}
+
 func (s *udpServer) datagram(ctx context.Context, data []byte, peer netip.AddrPort) {
+	s.g.datagram(ctx, s, data, peer)
+}
+
+// datagram handles one datagram from peer, received on t.
+func (g *Gateway) datagram(ctx context.Context, t transport, data []byte, peer netip.AddrPort) {
 	m := pool.NewMessage(ctx)
 	if _, err := m.UnmarshalWithDecoder(coder.DefaultCoder, data); err != nil {
 		// A confirmable message that cannot be parsed is rejected with a
 		// reset (RFC 7252 4.2); anything else unparseable is ignored.
 		if len(data) >= 4 && data[0]>>6 == 1 && (data[0]>>4)&3 == 0 {
-			s.reset(int32(data[2])<<8|int32(data[3]), peer)
+			reset(t, int32(data[2])<<8|int32(data[3]), peer)
 		}
 		return
 	}
@@ -192,49 +236,52 @@ func (s *udpServer) datagram(ctx context.Context, data []byte, peer netip.AddrPo
 		return // the gateway sends no confirmable message of its own
 	case m.Code() == codes.Empty:
 		if m.Type() == message.Confirmable { // a ping
-			s.reset(m.MessageID(), peer)
+			reset(t, m.MessageID(), peer)
 		}
 		return
 	case m.Code() >= 32: // a response where a request belongs
 		if m.Type() == message.Confirmable {
-			s.reset(m.MessageID(), peer)
+			reset(t, m.MessageID(), peer)
 		}
 		return
 	}
 	if bad := netclient.GetUnknownCriticalOptions(m.Options()); len(bad) > 0 {
 		// RFC 7252 5.4.1, as go-coap's servers answer it.
-		if resp, err := s.encode(m, diagnostic(codes.BadOption, "%s", netclient.FormatUnknownCriticalOptionsDiagnostic(bad))); err == nil {
-			s.write(resp, peer)
+		if resp, err := encode(t, m, diagnostic(codes.BadOption, "%s", netclient.FormatUnknownCriticalOptionsDiagnostic(bad))); err == nil {
+			t.write(resp, peer)
 		}
 		return
 	}
 	con, mid := m.Type() == message.Confirmable, m.MessageID()
 	if con {
-		again, drop := s.peers.begin(peer, mid, time.Now())
+		again, drop := t.begin(peer, mid, time.Now())
 		if drop {
 			return
 		}
 		if again != nil {
-			s.write(again, peer)
+			t.write(again, peer)
 			return
 		}
 	}
-	_, a, done := s.g.serve(&mux.Message{Message: m}, net.UDPAddrFromAddrPort(peer))
-	resp, err := s.encode(m, a)
+	_, a, done := g.serve(&mux.Message{Message: m}, net.UDPAddrFromAddrPort(peer))
+	resp, err := encode(t, m, a)
 	done() // before the answer leaves, as with go-coap's servers
 	if err != nil {
-		s.g.log.Error("coap: cannot encode an answer", "err", err)
+		g.log.Error("coap: cannot encode an answer", "err", err)
 		return
 	}
 	if con { // before the answer leaves: its retransmission must find it
-		s.peers.end(peer, mid, resp)
+		t.end(peer, mid, resp)
 	}
-	s.write(resp, peer)
+	t.write(resp, peer)
+	if a.endSession {
+		t.endSession()
+	}
 }
 
 // encode makes the answer to request m: piggy-backed on the ACK of a
 // confirmable request, a NON answer to a NON one (RFC 7252 5.2).
-func (s *udpServer) encode(m *pool.Message, a answer) ([]byte, error) {
+func encode(t transport, m *pool.Message, a answer) ([]byte, error) {
 	r := pool.NewMessage(m.Context())
 	r.SetCode(a.code)
 	r.SetToken(m.Token())
@@ -243,7 +290,7 @@ func (s *udpServer) encode(m *pool.Message, a answer) ([]byte, error) {
 		r.SetMessageID(m.MessageID())
 	} else {
 		r.SetType(message.NonConfirmable)
-		r.SetMessageID(int32(uint16(s.msgID.Add(1))))
+		r.SetMessageID(t.nextMID())
 	}
 	for _, o := range a.opts {
 		r.AddOptionBytes(o.ID, o.Value) // Location-Path repeats
@@ -256,15 +303,9 @@ func (s *udpServer) encode(m *pool.Message, a answer) ([]byte, error) {
 }
 
 // reset sends a reset for message id mid.
-func (s *udpServer) reset(mid int32, peer netip.AddrPort) {
+func reset(t transport, mid int32, peer netip.AddrPort) {
 	buf := make([]byte, 4)
 	if n, err := coder.DefaultCoder.Encode(message.Message{Code: codes.Empty, Type: message.Reset, MessageID: mid}, buf); err == nil {
-		s.write(buf[:n], peer)
-	}
-}
-
-func (s *udpServer) write(b []byte, peer netip.AddrPort) {
-	if _, err := s.out.WriteToUDPAddrPort(b, peer); err != nil {
-		s.g.log.Debug("coap: write", "peer", peer.String(), "err", err)
+		t.write(buf[:n], peer)
 	}
 }
