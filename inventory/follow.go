@@ -106,7 +106,7 @@ func (inv *Inventory) watch(ctx context.Context, prefix string, rev int64, apply
 func (inv *Inventory) reread(ctx context.Context, prefix string, apply func(id string, rev int64, value []byte)) (int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return inv.store.loadPrefix(rctx, prefix, func(l loaded) error {
+	return inv.store.loadPrefix(rctx, prefix, 0, func(l loaded) error {
 		apply(l.id, l.rev, l.msg)
 		return nil
 	})

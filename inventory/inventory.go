@@ -14,6 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -159,33 +160,53 @@ func New(cfg Config, client *clientv3.Client, log *slog.Logger, now func() time.
 
 // Load reads every device and status from etcd into memory.
 func (inv *Inventory) Load(ctx context.Context) error {
+	// The registry and the statuses are read side by side (decoding them
+	// is most of a restart's work for the inventory), at one revision.
+	rev, err := inv.store.revision(ctx)
+	if err != nil {
+		return err
+	}
 	devices := map[string]*entry{}
-	rev, err := inv.store.loadPrefix(ctx, devicesPrefix, func(l loaded) error {
-		d := &pb.Device{}
-		if err := proto.Unmarshal(l.msg, d); err != nil {
-			return fmt.Errorf("inventory: device %q in etcd: %w", l.id, err)
-		}
-		devices[l.id] = &entry{id: l.id, spec: d, rev: l.rev, status: &pb.DeviceStatus{}}
-		return nil
+	type status struct {
+		st  *pb.DeviceStatus
+		rev int64
+	}
+	statuses := map[string]status{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := inv.store.loadPrefix(gctx, devicesPrefix, rev, func(l loaded) error {
+			d := &pb.Device{}
+			if err := proto.Unmarshal(l.msg, d); err != nil {
+				return fmt.Errorf("inventory: device %q in etcd: %w", l.id, err)
+			}
+			devices[l.id] = &entry{id: l.id, spec: d, rev: l.rev}
+			return nil
+		})
+		return err
 	})
-	if err != nil {
+	g.Go(func() error {
+		_, err := inv.store.loadPrefix(gctx, statusPrefix, rev, func(l loaded) error {
+			st := &pb.DeviceStatus{}
+			if err := proto.Unmarshal(l.msg, st); err != nil {
+				return fmt.Errorf("inventory: status of %q in etcd: %w", l.id, err)
+			}
+			statuses[l.id] = status{st, l.rev}
+			return nil
+		})
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	_, err = inv.store.loadPrefix(ctx, statusPrefix, func(l loaded) error {
-		e, ok := devices[l.id]
+	for id, e := range devices {
+		s, ok := statuses[id] // none: the device has not reported yet
 		if !ok {
-			return nil // a status whose device never committed: ignore
+			e.status = &pb.DeviceStatus{}
+			continue
 		}
-		e.statusRev = l.rev
-		if err := proto.Unmarshal(l.msg, e.status); err != nil {
-			return err
-		}
-		e.storedSeq = e.status.GetLastSeq()
-		return nil
-	})
-	if err != nil {
-		return err
+		e.status, e.statusRev, e.storedSeq = s.st, s.rev, s.st.GetLastSeq()
 	}
+	// A status whose device never committed is ignored.
 	sorted := make([]*entry, 0, len(devices))
 	decommissioned := 0
 	for _, e := range devices {

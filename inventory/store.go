@@ -46,12 +46,20 @@ type loaded struct {
 	msg []byte
 }
 
-// loadPrefix reads every key under prefix, a page at a time, at one
-// revision, which it returns.
-func (s *store) loadPrefix(ctx context.Context, prefix string, fn func(loaded) error) (int64, error) {
+// revision returns etcd's current revision.
+func (s *store) revision(ctx context.Context) (int64, error) {
+	resp, err := s.kv.Get(ctx, devicesPrefix, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("inventory: revision: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// loadPrefix reads every key under prefix, a page at a time, at revision
+// rev (0: the current one), and returns the revision it read at.
+func (s *store) loadPrefix(ctx context.Context, prefix string, rev int64, fn func(loaded) error) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	key := prefix
-	var rev int64
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
 		if rev != 0 {

@@ -8,13 +8,24 @@
 #   medfleetd with its embedded etcd: registration, SenML decoding, ingest,
 #            group-committed checkpoints, plain CoAP on its own read loop;
 #   medfleetd-gocoap  the same with coap.plain_server go-coap: go-coap's UDP
-#            server, as medfleetd served plain CoAP before.
-# TARGETS (environment) chooses some of them, e.g. TARGETS="medfleetd medfleetd-gocoap".
-# Each device has its own socket and offers RATE reports/s (open loop), so the
-# answered rate is what each server sustains. Runs must last longer than
+#            server, as medfleetd served plain CoAP before;
+#   medfleetd-dtls  medfleetd over DTLS: medfleet-bench --dtls talks to its
+#            DTLS listener (--coap-dtls-listen), each device in its own PSK
+#            session, after creating the devices and issuing their PSKs through
+#            its gRPC API (--grpc; medfleetd runs with --insecure-grpc, so the
+#            bench needs no credential, and no CA: medfleetd makes its own in
+#            DATA_DIR/tls, which PSK sessions do not use);
+#   medfleetd-dtls-gocoap  the same with coap.dtls_server go-coap (a config key
+#            medfleetd must know: it refuses unknown keys).
+# TARGETS (environment) chooses some of them, e.g. TARGETS="medfleetd medfleetd-dtls";
+# the default is the plain CoAP ones, libcoap to medfleetd-gocoap.
+# Each device has its own socket (over DTLS, its own session) and offers RATE
+# reports/s (open loop), so the answered rate is what each server sustains. Runs must last longer than
 # 247 s: go-coap keeps each response that long and scans it on every datagram
 # from the same peer, so shorter runs overstate it. Prints one line per
-# target and the ratios to libcoap. Loopback only; stops by itself.
+# target and the ratios to libcoap, for medfleetd its etcd transactions a
+# second over the measured window (from its /metrics), and for the DTLS
+# targets the provisioning time and the handshakes. Loopback only; stops by itself.
 set -euo pipefail
 devices=${1:-2000}
 rate=${2:-25}
@@ -44,17 +55,28 @@ run() { # name, extra bench flags, server command...
 targets=${TARGETS:-libcoap gocoap medfleetd medfleetd-gocoap}
 tcp() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 printf 'coap:\n  plain_server: go-coap\n' >"$tmp/gocoap.yaml"
+printf 'coap:\n  dtls_server: go-coap\n' >"$tmp/dtls-gocoap.yaml"
 for target in $targets; do
 	addr=127.0.0.1:$(port)
 	case $target in
 	libcoap) run libcoap --baseline coap-server-notls -A 127.0.0.1 -p "${addr##*:}" ;;
 	gocoap) run gocoap --baseline "$tmp/medfleet-bench" serve-baseline --listen "$addr" ;;
-	medfleetd | medfleetd-gocoap)
-		config=()
-		[ "$target" = medfleetd-gocoap ] && config=(--config "$tmp/gocoap.yaml")
-		run "$target" "" "$tmp/medfleetd" "${config[@]}" --data-dir "$tmp/data-$target" --report-interval 1s \
-			--insecure-coap --coap-listen "$addr" --coap-dtls-listen 127.0.0.1:$(port) \
-			--grpc-listen 127.0.0.1:$(tcp) --http-listen 127.0.0.1:$(tcp) \
+	medfleetd | medfleetd-gocoap | medfleetd-dtls | medfleetd-dtls-gocoap)
+		http=127.0.0.1:$(tcp)
+		config=() flags="--metrics http://$http/metrics" grpc=127.0.0.1:$(tcp)
+		case $target in
+		medfleetd-gocoap) config=(--config "$tmp/gocoap.yaml") ;;
+		medfleetd-dtls-gocoap) config=(--config "$tmp/dtls-gocoap.yaml") ;;
+		esac
+		case $target in
+		medfleetd-dtls*) # the bench on the DTLS listener, devices and PSKs made over gRPC
+			listen=(--insecure-grpc --coap-dtls-listen "$addr")
+			flags="$flags --dtls --grpc $grpc"
+			;;
+		*) listen=(--insecure-coap --coap-listen "$addr" --coap-dtls-listen 127.0.0.1:$(port)) ;;
+		esac
+		run "$target" "$flags" "$tmp/medfleetd" "${config[@]}" --data-dir "$tmp/data-$target" --report-interval 1s \
+			"${listen[@]}" --grpc-listen "$grpc" --http-listen "$http" \
 			--etcd-listen-client http://127.0.0.1:$(tcp) --etcd-listen-peer http://127.0.0.1:$(tcp)
 		;;
 	*) echo "unknown target $target" >&2; exit 2 ;;
@@ -81,4 +103,16 @@ for name in targets:
 if "libcoap" in res:
     base = res["libcoap"] or 1
     print("ratios to libcoap: " + ", ".join(f"{n} {v/base:.2f}" for n, v in res.items() if n != "libcoap"))
+for name in targets:
+    c = json.load(open(f"{tmp}/{name}.json")).get("server_counters")
+    if c:
+        txns = c.get("etcd_txns_per_s") or {}
+        print(f"{name}: {c.get('reports_accepted_per_s', 0):.0f} reports accepted/s, etcd transactions/s: "
+              + (", ".join(f"{op} {v:.1f}" for op, v in sorted(txns.items())) or c.get("error", "none")))
+for name in targets:
+    d = json.load(open(f"{tmp}/{name}.json")).get("dtls")
+    if d:
+        h = d["handshake_ms"]
+        print(f"{name}: provisioning {d['provisioning_s']:.1f} s, {d['handshakes']} handshakes (p50 {h['p50']:.1f} ms, "
+              f"p99 {h['p99']:.1f} ms), {d['handshake_failures']} failed, {d['sessions_dropped']} sessions dropped")
 PY

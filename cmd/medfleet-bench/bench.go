@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -16,12 +17,13 @@ import (
 
 // Config is one load run. main fills it from flags; tests fill it directly.
 type Config struct {
-	Server   string        // --server: host:port of the CoAP listener
+	Server   string        // --server: host:port of the CoAP listener (DTLS listener with --dtls)
 	Devices  int           // --devices
 	Rate     float64       // --rate: reports per second per device
 	Duration time.Duration // --duration: the measured window, after the warm-up
 	Warmup   time.Duration // --warmup: run but do not measure
 	PID      int           // --pid: server process to sample, 0 for none
+	Metrics  string        // --metrics: the server's /metrics URL, to read its counters (metrics.go)
 	IDPrefix string        // --id-prefix: devices are {prefix}-{000000}
 	Profile  string        // --profile
 	Lifetime int           // registration lifetime, seconds
@@ -31,6 +33,22 @@ type Config struct {
 	// Firmware, when Firmware.Devices > 0, adds devices that download an
 	// image while the reporting devices report (firmware.go).
 	Firmware FirmwareConfig
+
+	// DTLS (--dtls) runs every device over its own DTLS session, with a
+	// PSK, to Server, medfleetd's DTLS listener (dtls.go). The devices and
+	// their keys are made first through medfleetd's gRPC API at GRPC
+	// (--grpc, plaintext: medfleetd runs with --insecure-grpc; provision.go).
+	DTLS             bool
+	GRPC             string
+	HandshakeTimeout time.Duration // --handshake-timeout: bounds one handshake
+	// RequestTimeout (--request-timeout), when set, ends an exchange that
+	// long after its first transmission, retransmissions or not, as
+	// medfleet-agent's request timeout (5 s) does; over DTLS the session is
+	// then dropped and the next exchange shakes hands again. 0: RFC 7252's
+	// retransmissions alone (62-93 s with the defaults).
+	RequestTimeout time.Duration
+	// Progress, when set, gets a line on provisioning every 10,000 devices.
+	Progress io.Writer
 
 	// CoAP transmission parameters (RFC 7252 section 4.8); tests shorten them.
 	AckTimeout      time.Duration
@@ -45,17 +63,18 @@ type Config struct {
 // parameters.
 func DefaultConfig() Config {
 	return Config{
-		Server:          "127.0.0.1:5683",
-		Devices:         1000,
-		Rate:            1,
-		IDPrefix:        "bench",
-		Profile:         coap.ProfileInfusionPump,
-		Lifetime:        coap.DefaultLifetime,
-		AckTimeout:      2 * time.Second,
-		AckRandomFactor: 1.5,
-		MaxRetransmit:   4,
-		Drain:           5 * time.Second,
-		Firmware:        DefaultFirmwareConfig(),
+		Server:           "127.0.0.1:5683",
+		Devices:          1000,
+		Rate:             1,
+		IDPrefix:         "bench",
+		Profile:          coap.ProfileInfusionPump,
+		Lifetime:         coap.DefaultLifetime,
+		AckTimeout:       2 * time.Second,
+		AckRandomFactor:  1.5,
+		MaxRetransmit:    4,
+		Drain:            5 * time.Second,
+		Firmware:         DefaultFirmwareConfig(),
+		HandshakeTimeout: 10 * time.Second,
 	}
 }
 
@@ -102,6 +121,28 @@ func (c Config) Validate() error {
 		bad("lifetime", "%d is outside %d-%d s", c.Lifetime, coap.MinLifetime, coap.MaxLifetime)
 	}
 	errs = append(errs, c.Firmware.validate(c.IDPrefix, c.Baseline)...)
+	switch {
+	case c.DTLS && c.GRPC == "":
+		bad("grpc", "required with --dtls: the devices and their PSKs are made through medfleetd's API")
+	case !c.DTLS && c.GRPC != "":
+		bad("grpc", "only with --dtls")
+	case c.DTLS:
+		if _, _, err := net.SplitHostPort(c.GRPC); err != nil {
+			bad("grpc", "%v", err)
+		}
+	}
+	if c.DTLS && c.Baseline {
+		bad("dtls", "not with --baseline: the bare servers speak plain CoAP")
+	}
+	if c.DTLS && c.Firmware.Devices > 0 {
+		bad("dtls", "not with --fw-devices: downloads are plain CoAP")
+	}
+	if c.HandshakeTimeout <= 0 || c.HandshakeTimeout > time.Minute {
+		bad("handshake-timeout", "%v is outside (0, 1m]", c.HandshakeTimeout)
+	}
+	if c.RequestTimeout < 0 || c.RequestTimeout > 5*time.Minute {
+		bad("request-timeout", "%v is outside 0-5m", c.RequestTimeout)
+	}
 	if c.AckTimeout <= 0 || c.AckRandomFactor < 1 || c.MaxRetransmit < 0 || c.MaxRetransmit > 10 || c.Drain < 0 {
 		errs = append(errs, fmt.Errorf("transmission parameters: ack timeout %v, random factor %v, max retransmit %d, drain %v",
 			c.AckTimeout, c.AckRandomFactor, c.MaxRetransmit, c.Drain))
@@ -118,6 +159,12 @@ type stats struct {
 	registrations, registrationFailures, reregistrations                             atomic.Uint64
 	codes                                                                            [256]atomic.Uint64
 	latency                                                                          histogram
+	// Over DTLS: sessions opened and failed handshakes, handshake times,
+	// sessions dropped (no answer, or closed by the server), and the first
+	// failure's error.
+	handshakes, handshakeFailures, sessionsDropped atomic.Uint64
+	handshake                                      histogram
+	handshakeErr                                   atomic.Pointer[string]
 	// phases splits the reports into before, during and after the
 	// downloads; nil without them.
 	phases *phaseClock
@@ -152,18 +199,30 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var fw *firmwareRun
 	defer func() {
 		for _, d := range devs {
-			d.conn.Close() // may be closed already; the error says nothing new
+			d.stopConn()
 		}
 		fw.close()
 	}()
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
 	st := &stats{}
 	for i := range cfg.Devices {
-		c, err := net.DialUDP("udp", nil, raddr)
-		if err != nil {
-			return nil, fmt.Errorf("device %d: %w", i, err)
+		var c packetConn // over DTLS, the device's first exchange opens a session
+		if !cfg.DTLS {
+			if c, err = net.DialUDP("udp", nil, raddr); err != nil {
+				return nil, fmt.Errorf("device %d: %w", i, err)
+			}
 		}
-		devs = append(devs, newDevice(deviceID(cfg.IDPrefix, i), i, c, &cfg, st))
+		d := newDevice(deviceID(cfg.IDPrefix, i), i, c, &cfg, st)
+		d.raddr = raddr
+		devs = append(devs, d)
+	}
+	var provisioning time.Duration
+	if cfg.DTLS {
+		t0 := time.Now()
+		if err := provision(ctx, &cfg, devs); err != nil {
+			return nil, err
+		}
+		provisioning = time.Since(t0)
 	}
 
 	start := time.Now().Add(20 * time.Millisecond)
@@ -191,6 +250,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if fw != nil {
 		self, machine = newProcSampler(os.Getpid()), newProcSampler(machinePID)
 	}
+	counters := watchCounters(ctx, cfg.Metrics, win)
 	var samplers sync.WaitGroup
 	for _, s := range []*procSampler{sampler, self, machine} {
 		if s != nil {
@@ -223,9 +283,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		measured = min(measured, win.End().Sub(win.start))
 	}
 	res.fill(st, measured)
+	if cfg.DTLS {
+		res.DTLS = dtlsResult(st, provisioning)
+	}
 	if sampler != nil {
 		res.Server = sampler.result(win.start, win.End())
 	}
+	res.Counters = counters()
 	if fw != nil {
 		res.Firmware = fw.result()
 		res.Phases = st.phases.results(win, sampler, self, machine)

@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -21,17 +23,39 @@ var (
 	errStopped = errors.New("stopped before an answer")                 // the run ended
 	errTimeout = errors.New("no answer after the last retransmission")  // RFC 7252 4.2
 	errReset   = errors.New("the server answered with a Reset message") // RST
+	errClosed  = errors.New("the server closed the DTLS session")       // close_notify or a fatal alert
 )
 
+// packetConn is what a device needs of its connection: a connected UDP
+// socket (*net.UDPConn), or a DTLS session over one (*piondtls.Conn), whose
+// Read and Write carry one CoAP message each.
+type packetConn interface {
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
 // device is one simulated device: its own socket, one request at a time.
-// Only its own goroutine touches it while it runs.
+// Only its own goroutine touches it while it runs, but for stopConn.
 type device struct {
-	id   string
-	idx  int
-	conn *net.UDPConn
-	cfg  *Config
-	st   *stats
-	rng  *rand.Rand
+	id  string
+	idx int
+	// conn is the device's socket, or its DTLS session: over DTLS nil
+	// until the first handshake and after a session was dropped (dtls.go).
+	// Only the device's goroutine changes it, under connMu, which stopConn
+	// takes to close it from another goroutine.
+	conn    packetConn
+	connMu  sync.Mutex
+	stopped bool // stopConn was called: open no more sessions
+	cfg     *Config
+	st      *stats
+	rng     *rand.Rand
+
+	// Over DTLS: the server's address, to dial a new socket for each
+	// session, and the device's PSK (provisioned over gRPC).
+	raddr *net.UDPAddr
+	psk   []byte
 
 	mid      uint16
 	tokenSeq uint32
@@ -51,7 +75,8 @@ type device struct {
 	lastAckedUsage float64
 }
 
-func newDevice(id string, idx int, conn *net.UDPConn, cfg *Config, st *stats) *device {
+// newDevice makes a device; conn is nil over DTLS.
+func newDevice(id string, idx int, conn packetConn, cfg *Config, st *stats) *device {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(idx)))
 	return &device{
 		id: id, idx: idx, conn: conn, cfg: cfg, st: st, rng: rng,
@@ -67,8 +92,8 @@ func newDevice(id string, idx int, conn *net.UDPConn, cfg *Config, st *stats) *d
 // for an answer, registering, or holding off after a 4.29 or 5.03) is
 // skipped and counted, never queued.
 func (d *device) run(ctx context.Context, first time.Time, interval time.Duration, win *window) {
-	defer d.conn.Close()
-	stop := context.AfterFunc(ctx, func() { d.conn.Close() }) // unblocks a Read
+	defer d.stopConn()
+	stop := context.AfterFunc(ctx, d.stopConn) // unblocks a Read
 	defer stop()
 	due := first
 	for due.Before(win.End()) {
@@ -132,7 +157,7 @@ func (d *device) report(ctx context.Context, inWin bool) {
 			panic(fmt.Sprintf("medfleet-bench: encoding a report: %v", err)) // a bug in build
 		}
 		ph := d.st.phases.at(time.Now()) // the phase of the first transmission
-		resp, rtt, retrans, err := d.exchange(ctx, coap.PathData, []string{coap.QueryEndpoint + "=" + d.id}, coap.FormatSenMLCBOR, payload)
+		resp, rtt, retrans, err := d.do(ctx, coap.PathData, []string{coap.QueryEndpoint + "=" + d.id}, coap.FormatSenMLCBOR, payload)
 		if inWin {
 			d.st.sent.Add(1)
 			d.st.retransmissions.Add(uint64(retrans))
@@ -213,7 +238,7 @@ func (d *device) register(ctx context.Context) bool {
 	query := []string{coap.QueryEndpoint + "=" + d.id, fmt.Sprintf("%s=%d", coap.QueryLifetime, d.cfg.Lifetime)}
 	backoff := time.Second
 	for {
-		resp, _, _, err := d.exchange(ctx, coap.PathRegistration, query, coap.FormatCBOR, payload)
+		resp, _, _, err := d.do(ctx, coap.PathRegistration, query, coap.FormatCBOR, payload)
 		if errors.Is(err, errStopped) {
 			return false
 		}
@@ -239,6 +264,8 @@ func (d *device) register(ctx context.Context) bool {
 	}
 }
 
+// registration is what the device registers with; provisioning over DTLS
+// creates the device with the same profile, model and serial.
 func (d *device) registration() *coap.Registration {
 	model := "Bench " + d.cfg.Profile
 	switch d.cfg.Profile {
@@ -282,13 +309,23 @@ func (d *device) build() *coap.Report {
 	return r
 }
 
+// do runs one exchange. Over plain CoAP it is exchange; over DTLS see
+// dtls.go (doDTLS): a session first, and a new one after a lost one.
+func (d *device) do(ctx context.Context, path string, query []string, format message.MediaType, payload []byte) (message.Message, time.Duration, int, error) {
+	if !d.cfg.DTLS {
+		return d.exchange(ctx, path, query, format, payload)
+	}
+	return d.doDTLS(ctx, path, query, format, payload)
+}
+
 // exchange sends a confirmable POST and waits for its response, with the
 // retransmissions of RFC 7252 4.2: ACK_TIMEOUT times a random factor,
 // doubled on every retransmission, at most MAX_RETRANSMIT of them. rtt runs
 // from the first transmission, so retransmissions show in it. An empty ACK
 // stops the retransmissions; the separate response that follows is
 // acknowledged and returned. The response's payload and options point into
-// d.in: use them before the next exchange.
+// d.in: use them before the next exchange. Over DTLS, a session the server
+// closed ends the exchange at once with errClosed.
 func (d *device) exchange(ctx context.Context, path string, query []string, format message.MediaType, payload []byte) (resp message.Message, rtt time.Duration, retrans int, err error) {
 	d.mid++
 	d.tokenSeq++
@@ -319,14 +356,22 @@ func (d *device) exchange(ctx context.Context, path string, query []string, form
 	if _, err := d.conn.Write(out); err != nil && ctx.Err() != nil {
 		return resp, 0, 0, errStopped
 	} // other write errors (ECONNREFUSED from an earlier datagram) count as a lost transmission
+	var giveUp time.Time // --request-timeout: the exchange ends then, whatever the retransmissions
+	if cfg.RequestTimeout > 0 {
+		giveUp = first.Add(cfg.RequestTimeout)
+	}
 	separate := false
 	for {
-		got, err := d.read(ctx, deadline)
-		if errors.Is(err, errStopped) {
+		wait := deadline
+		if !giveUp.IsZero() && giveUp.Before(wait) {
+			wait = giveUp
+		}
+		got, err := d.read(ctx, wait)
+		if errors.Is(err, errStopped) || errors.Is(err, errClosed) {
 			return resp, 0, retrans, err
 		}
 		if errors.Is(err, errTimeout) {
-			if separate || retrans == cfg.MaxRetransmit {
+			if separate || retrans == cfg.MaxRetransmit || (!giveUp.IsZero() && !time.Now().Before(giveUp)) {
 				return resp, 0, retrans, errTimeout
 			}
 			retrans++
@@ -374,10 +419,14 @@ func (d *device) read(ctx context.Context, deadline time.Time) (int, error) {
 	return readBefore(ctx, d.conn, d.in, deadline)
 }
 
-// readBefore reads one datagram from conn into buf before deadline.
-// Silence and "connection refused" (an ICMP port unreachable: no server)
-// are both errTimeout, the latter once deadline has passed.
-func readBefore(ctx context.Context, conn *net.UDPConn, buf []byte, deadline time.Time) (int, error) {
+// readBefore reads one datagram (one DTLS record's CoAP message) from conn
+// into buf before deadline. Silence and "connection refused" (an ICMP port
+// unreachable: no server) are both errTimeout, the latter once deadline has
+// passed. A DTLS session's Read returns io.EOF once the session is closed:
+// by stopConn (errStopped, ctx is done then) or by the server (errClosed).
+// pion's read deadline is its own, and a Read that passed it leaves the
+// session usable.
+func readBefore(ctx context.Context, conn packetConn, buf []byte, deadline time.Time) (int, error) {
 	if err := conn.SetReadDeadline(deadline); err != nil {
 		return 0, errStopped
 	}
@@ -387,6 +436,8 @@ func readBefore(ctx context.Context, conn *net.UDPConn, buf []byte, deadline tim
 		return n, nil
 	case ctx.Err() != nil || errors.Is(err, net.ErrClosed):
 		return 0, errStopped
+	case errors.Is(err, io.EOF):
+		return 0, errClosed
 	default: // a read timeout, ECONNREFUSED, or any other error: silence
 		if !sleepUntil(ctx, deadline) {
 			return 0, errStopped
@@ -398,7 +449,7 @@ func readBefore(ctx context.Context, conn *net.UDPConn, buf []byte, deadline tim
 // ack acknowledges a confirmable message from the server.
 func (d *device) ack(mid int32) { ackOn(d.conn, mid) }
 
-func ackOn(conn *net.UDPConn, mid int32) {
+func ackOn(conn packetConn, mid int32) {
 	var buf [4]byte
 	n, err := coder.DefaultCoder.Encode(message.Message{Code: codes.Empty, MessageID: mid, Type: message.Acknowledgement}, buf[:])
 	if err == nil {

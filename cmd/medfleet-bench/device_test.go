@@ -265,6 +265,22 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
+// TestRequestTimeout: with --request-timeout an unanswered exchange ends
+// then, before its retransmissions run out.
+func TestRequestTimeout(t *testing.T) {
+	r := startResponder(t, func(q request) action {
+		return action{drop: q.ep == "t-000001" && q.path == coap.PathData}
+	})
+	cfg := testConfig(r.addr(), 3, 5, 1500*time.Millisecond)
+	cfg.MaxRetransmit = 4                       // 50+100+200+400+800 ms (x1-1.5): longer than the run
+	cfg.RequestTimeout = 120 * time.Millisecond // one retransmission at most
+	res := mustRun(t, cfg)
+	if res.Timeouts < 3 || res.Retransmissions > res.Timeouts || res.Acked != res.Sent-res.Timeouts {
+		t.Errorf("timeouts %d, retransmissions %d, acked %d of %d; want at least 3 timeouts of one retransmission at most, all others acked",
+			res.Timeouts, res.Retransmissions, res.Acked, res.Sent)
+	}
+}
+
 func TestReregistration(t *testing.T) {
 	var once sync.Once
 	r := startResponder(t, func(q request) action {
@@ -363,6 +379,18 @@ func TestValidate(t *testing.T) {
 		{"bad server", func(c *Config) { c.Server = "localhost" }, "--server"},
 		{"bad prefix", func(c *Config) { c.IDPrefix = "a b" }, "--id-prefix"},
 		{"bad profile", func(c *Config) { c.Profile = "Pump" }, "--profile"},
+		{"dtls", func(c *Config) { c.DTLS, c.GRPC = true, "127.0.0.1:7443" }, ""},
+		{"dtls without grpc", func(c *Config) { c.DTLS = true }, "--grpc: required with --dtls"},
+		{"grpc without dtls", func(c *Config) { c.GRPC = "127.0.0.1:7443" }, "--grpc: only with --dtls"},
+		{"bad grpc", func(c *Config) { c.DTLS, c.GRPC = true, "localhost" }, "--grpc"},
+		{"dtls with baseline", func(c *Config) { c.DTLS, c.GRPC, c.Baseline = true, "127.0.0.1:7443", true }, "--dtls: not with --baseline"},
+		{"dtls with downloads", func(c *Config) {
+			c.DTLS, c.GRPC, c.Duration = true, "127.0.0.1:7443", 0
+			c.Firmware.Devices, c.Firmware.SHA256 = 1, strings.Repeat("ab", 32)
+		}, "--dtls: not with --fw-devices"},
+		{"no handshake timeout", func(c *Config) { c.HandshakeTimeout = 0 }, "--handshake-timeout"},
+		{"negative request timeout", func(c *Config) { c.RequestTimeout = -time.Second }, "--request-timeout"},
+		{"long handshake timeout", func(c *Config) { c.HandshakeTimeout = 2 * time.Minute }, "--handshake-timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -522,6 +522,14 @@ func TestParseArgs(t *testing.T) {
 		{"no timeout", []string{"--fw-devices", "1", "--fw-sha", sha, "--fw-timeout", "0s"}, nil, "--fw-timeout"},
 		{"negative after", []string{"--fw-devices", "1", "--fw-sha", sha, "--fw-after", "-1s"}, nil, "--fw-after"},
 		{"too many", []string{"--fw-devices", "100001", "--fw-sha", sha}, nil, "--fw-devices"},
+		{"dtls", []string{"--duration", "1m", "--dtls", "--server", "127.0.0.1:5684", "--grpc", "127.0.0.1:7443", "--handshake-timeout", "3s"},
+			func(c Config) bool {
+				return c.DTLS && c.Server == "127.0.0.1:5684" && c.GRPC == "127.0.0.1:7443" && c.HandshakeTimeout == 3*time.Second
+			}, ""},
+		{"plain by default", []string{"--duration", "1m"}, func(c Config) bool { return !c.DTLS && c.GRPC == "" && c.HandshakeTimeout == 10*time.Second }, ""},
+		{"dtls without grpc", []string{"--duration", "1m", "--dtls"}, nil, "--grpc: required with --dtls"},
+		{"dtls with baseline", []string{"--duration", "1m", "--dtls", "--grpc", "127.0.0.1:7443", "--baseline"}, nil, "--dtls: not with --baseline"},
+		{"dtls with downloads", []string{"--dtls", "--grpc", "127.0.0.1:7443", "--fw-devices", "1", "--fw-sha", sha}, nil, "--dtls: not with --fw-devices"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

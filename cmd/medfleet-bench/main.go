@@ -6,7 +6,15 @@
 //	medfleet-bench --server 127.0.0.1:5683 --devices 1000 --rate 1 --duration 60s --warmup 10s --pid 1234
 //	medfleet-bench --server 127.0.0.1:5683 --devices 1000 --rate 1 --warmup 10s --pid 1234 \
 //	    --fw-sha 9f86d0...0a08 --fw-devices 1000 [--fw-block 1024] [--fw-con]
+//	medfleet-bench --dtls --server 127.0.0.1:5684 --grpc 127.0.0.1:7443 --devices 1000 --rate 1 --duration 60s --warmup 10s
 //	medfleet-bench serve-baseline --listen 127.0.0.1:15701
+//
+// With --dtls every device talks CoAP over its own DTLS session (PSK) to
+// medfleetd's DTLS listener. Before the run, each device is created and
+// issued a PSK through medfleetd's gRPC API at --grpc (plaintext: medfleetd
+// runs with --insecure-grpc); the run reports how long that took, and the
+// handshakes. A session whose exchange gets no answer is closed and the
+// device shakes hands again, as medfleet-agent does.
 //
 // With --fw-devices, as many more devices download one image (GET
 // /fw/{sha256}, protocol 7.1) block by block, all starting at once after
@@ -49,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	cfg.Progress = stderr
 	res, err := Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "medfleet-bench: %v\n", err)
@@ -84,6 +93,11 @@ func parseArgs(args []string, stderr io.Writer) (cfg Config, asJSON bool, err er
 	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "device profile: infusion-pump, cpap, or another")
 	fs.IntVar(&cfg.Lifetime, "lifetime", cfg.Lifetime, "registration lifetime, seconds")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "measure a bare CoAP server: no registration, any response counts as answered")
+	fs.BoolVar(&cfg.DTLS, "dtls", false, "CoAP over DTLS (PSK), a session per device: --server is medfleetd's DTLS listener; needs --grpc")
+	fs.StringVar(&cfg.GRPC, "grpc", "", "with --dtls: medfleetd's gRPC address (host:port, plaintext, --insecure-grpc), to create the devices and issue their PSKs")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", cfg.HandshakeTimeout, "with --dtls: bound on one DTLS handshake")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "medfleetd's /metrics URL (http://HOST:PORT/metrics): report its etcd transactions and accepted reports a second over the measured window")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 0, "end an exchange this long after its first transmission, as medfleet-agent does after 5s (0: RFC 7252 retransmissions alone)")
 	fw := &cfg.Firmware
 	fs.StringVar(&fw.SHA256, "fw-sha", "", "with --fw-devices: the image to download, GET /fw/{SHA-256}")
 	fs.IntVar(&fw.Devices, "fw-devices", 0, "devices that download the image, all at once, while the others report; ids {prefix}-fw-{000000}")

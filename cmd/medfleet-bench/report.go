@@ -48,6 +48,11 @@ type Result struct {
 	Reregistrations      uint64 `json:"reregistrations_after_404"`
 
 	Server *ServerUsage `json:"server,omitempty"`
+	// With --metrics: the server's own counters over the window.
+	Counters *ServerCounters `json:"server_counters,omitempty"`
+
+	// With --dtls: provisioning and the devices' sessions.
+	DTLS *DTLSResult `json:"dtls,omitempty"`
 
 	// With download devices: what they did, the reports and the server
 	// before, during and after the downloads, and the load generator's own
@@ -56,6 +61,34 @@ type Result struct {
 	Phases   []PhaseResult   `json:"phases,omitempty"`
 	Bench    *ServerUsage    `json:"bench,omitempty"`
 	Machine  *ServerUsage    `json:"machine,omitempty"` // all CPUs' busy time, pid -1, no RSS
+}
+
+// DTLSResult is what a --dtls run did besides the reports: provisioning,
+// before the run, and the sessions over the whole run (warm-up included,
+// like the registrations).
+type DTLSResult struct {
+	// ProvisioningS is the time CreateDevice and IssueDeviceCredential
+	// took for every device, before the run started.
+	ProvisioningS     float64 `json:"provisioning_s"`
+	Handshakes        uint64  `json:"handshakes"`         // sessions opened
+	HandshakeFailures uint64  `json:"handshake_failures"` // each retried after a backoff
+	Handshake         Latency `json:"handshake_ms"`       // of the successful ones, socket dialled to handshake done
+	// SessionsDropped are sessions given up after an exchange got no
+	// answer, or closed by the server: the next exchange shook hands again.
+	SessionsDropped   uint64 `json:"sessions_dropped"`
+	FirstHandshakeErr string `json:"first_handshake_error,omitempty"`
+}
+
+func dtlsResult(st *stats, provisioning time.Duration) *DTLSResult {
+	r := &DTLSResult{
+		ProvisioningS: provisioning.Seconds(),
+		Handshakes:    st.handshakes.Load(), HandshakeFailures: st.handshakeFailures.Load(),
+		Handshake: latencyOf(&st.handshake), SessionsDropped: st.sessionsDropped.Load(),
+	}
+	if e := st.handshakeErr.Load(); e != nil {
+		r.FirstHandshakeErr = *e
+	}
+	return r
 }
 
 // FirmwareResult is what the download devices did. Times run from the
@@ -175,7 +208,11 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.Interrupted {
 		p("interrupted", "yes: the numbers cover the run until the signal")
 	}
-	p("devices", "%d at %g reports/s each, %s over %d sockets", r.NumDevices, r.Rate, r.Config.Server, r.NumDevices)
+	if r.DTLS != nil {
+		p("devices", "%d at %g reports/s each, %s over DTLS (PSK), a session and a socket each", r.NumDevices, r.Rate, r.Config.Server)
+	} else {
+		p("devices", "%d at %g reports/s each, %s over %d sockets", r.NumDevices, r.Rate, r.Config.Server, r.NumDevices)
+	}
 	if f := r.Firmware; f != nil {
 		p("downloads", "%d devices on their own sockets (plain CoAP), %s requests for /fw/%s in blocks of %d B, all starting %.1f s after the warm-up",
 			f.Devices, map[bool]string{false: "NON", true: "CON"}[f.Confirmable], f.SHA256, f.BlockSize, f.StartedAfterS)
@@ -195,11 +232,32 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	p("responses", "%s", strings.Join(line, "  "))
 	p("registrations", "%d, %d failed attempts, %d after a 4.04", r.Registrations, r.RegistrationFailures, r.Reregistrations)
+	if t := r.DTLS; t != nil {
+		p("provisioning", "%.2f s for %d devices (CreateDevice, IssueDeviceCredential PSK) over %s", t.ProvisioningS, r.NumDevices, r.Config.GRPC)
+		p("handshakes", "%d done, %d failed, %d sessions dropped (no answer, or closed by the server)", t.Handshakes, t.HandshakeFailures, t.SessionsDropped)
+		h := t.Handshake
+		p("handshake ms", "p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (mean %.3f, n=%d)", h.P50, h.P90, h.P99, h.Max, h.Mean, h.Count)
+		if t.FirstHandshakeErr != "" {
+			p("handshake error", "the first: %s", t.FirstHandshakeErr)
+		}
+	}
 	if s := r.Server; s != nil {
 		if s.Err != "" {
 			p("server", "pid %d: %s", s.PID, s.Err)
 		} else {
 			p("server", "pid %d: CPU %.1f %% of one core, peak RSS %.1f MiB (%d samples)", s.PID, s.CPUPercent, s.PeakRSSMiB, s.Samples)
+		}
+	}
+	if c := r.Counters; c != nil {
+		if c.Err != "" {
+			p("server counters", "%s", c.Err)
+		} else {
+			ops := slices.Sorted(maps.Keys(c.EtcdTxnsPerSecond))
+			var txns []string
+			for _, op := range ops {
+				txns = append(txns, fmt.Sprintf("%s %.1f", op, c.EtcdTxnsPerSecond[op]))
+			}
+			p("server counters", "%.0f reports accepted/s; etcd transactions/s: %s", c.ReportsAcceptedPerSecond, strings.Join(txns, ", "))
 		}
 	}
 	if f := r.Firmware; f != nil {
