@@ -96,6 +96,9 @@ type CoAPConfig struct {
 // HTTPConfig is the HTTP listener (/healthz).
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiles under /debug/pprof/ (net/http/pprof) on
+	// this listener, unauthenticated: for a trusted network only.
+	Pprof bool `yaml:"pprof"`
 }
 
 // FirmwareConfig is where images are kept and whom they must be signed by.

@@ -3,13 +3,14 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/medfleet/medfleet/inventory"
 )
 
-// httpHandler serves /healthz, when metrics is not nil /metrics, and the
-// locate page with its API.
+// httpHandler serves /healthz, when metrics is not nil /metrics, with
+// http.pprof /debug/pprof/, and the locate page with its API.
 //
 // /healthz answers 200 while etcd answers, 503 while it does not (the
 // replica then still serves devices and reads, from memory), with one
@@ -20,6 +21,13 @@ func (s *Server) httpHandler(store *storeHealth, inv *inventory.Inventory, metri
 	web.register(mux)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
+	}
+	if s.cfg.HTTP.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // and the named profiles under it
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

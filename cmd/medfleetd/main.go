@@ -65,6 +65,7 @@ func run(args []string) error {
 		insecureGRPC  = fs.Bool("insecure-grpc", false, "INSECURE: plaintext gRPC without authentication; every caller is an administrator (development only)")
 		insecureCoAP  = fs.Bool("insecure-coap", false, "INSECURE: also serve plain CoAP on --coap-listen, where devices are not authenticated")
 		httpListen    = fs.String("http-listen", "", "HTTP address for /healthz (default :8080)")
+		pprofOn       = fs.Bool("pprof", false, "serve Go's profiles under /debug/pprof/ on --http-listen, unauthenticated (trusted networks only)")
 		facilityFile  = fs.String("facility", "", "facility YAML to apply at start (examples/facility/hospital.yaml); --simulate's devices then carry RFID tags and move through it")
 		fwKeys        = fs.String("firmware-keys", "", "PEM file of the ed25519 public keys firmware uploads must be signed with (simulated devices trust them too)")
 		simulate      = fs.Int("simulate", 0, "also run this many simulated devices in this process")
@@ -126,6 +127,8 @@ func run(args []string) error {
 			cfg.CoAP.Insecure = *insecureCoAP
 		case "http-listen":
 			cfg.HTTP.Listen = *httpListen
+		case "pprof":
+			cfg.HTTP.Pprof = *pprofOn
 		case "firmware-keys":
 			cfg.Firmware.TrustedKeys = *fwKeys
 		case "report-interval":

@@ -463,7 +463,13 @@ func parseRequest(m *mux.Message) (request, answer) {
 			a.opts = []message.Option{{ID: message.Size1, Value: uint32Bytes(coap.MaxPayload)}}
 			return req, a
 		}
-		if req.body, err = m.ReadBody(); err != nil {
+		// Read whole into a slice of its size (go-coap's ReadBody takes at
+		// least 1 KiB).
+		req.body = make([]byte, size)
+		if _, err := m.Body().Seek(0, io.SeekStart); err != nil {
+			return req, diagnostic(codes.BadRequest, "payload: %v", err)
+		}
+		if _, err := io.ReadFull(m.Body(), req.body); err != nil {
 			return req, diagnostic(codes.BadRequest, "payload: %v", err)
 		}
 	}

@@ -222,7 +222,8 @@ func (s *udpServer) datagram(ctx context.Context, data []byte, peer netip.AddrPo
 
 // datagram handles one datagram from peer, received on t.
 func (g *Gateway) datagram(ctx context.Context, t transport, data []byte, peer netip.AddrPort) {
-	m := pool.NewMessage(ctx)
+	m := messages.AcquireMessage(ctx)
+	defer messages.ReleaseMessage(m)
 	if _, err := m.UnmarshalWithDecoder(coder.DefaultCoder, data); err != nil {
 		// A confirmable message that cannot be parsed is rejected with a
 		// reset (RFC 7252 4.2); anything else unparseable is ignored.
@@ -279,27 +280,35 @@ func (g *Gateway) datagram(ctx context.Context, t transport, data []byte, peer n
 	}
 }
 
+// messages are the requests being decoded and handled, reused: a new
+// go-coap message costs about 1.5 KiB, two of them a datagram when the
+// answer was one too (docs/benchmarks.md, "Ingest over DTLS").
+var messages = pool.New(4096, 2048)
+
 // encode makes the answer to request m: piggy-backed on the ACK of a
-// confirmable request, a NON answer to a NON one (RFC 7252 5.2).
+// confirmable request, a NON answer to a NON one (RFC 7252 5.2). It is
+// encoded straight from a message.Message into a buffer of its size.
 func encode(t transport, m *pool.Message, a answer) ([]byte, error) {
-	r := pool.NewMessage(m.Context())
-	r.SetCode(a.code)
-	r.SetToken(m.Token())
-	if m.Type() == message.Confirmable {
-		r.SetType(message.Acknowledgement)
-		r.SetMessageID(m.MessageID())
-	} else {
-		r.SetType(message.NonConfirmable)
-		r.SetMessageID(t.nextMID())
+	r := message.Message{Code: a.code, Token: m.Token(), Type: message.Acknowledgement, MessageID: m.MessageID(), Payload: a.payload}
+	if m.Type() != message.Confirmable {
+		r.Type, r.MessageID = message.NonConfirmable, t.nextMID()
 	}
+	r.Options = make(message.Options, 0, len(a.opts)+1)
 	for _, o := range a.opts {
-		r.AddOptionBytes(o.ID, o.Value) // Location-Path repeats
+		r.Options = r.Options.Add(o) // Location-Path repeats, in order
 	}
 	if a.payload != nil {
-		r.SetContentFormat(a.format)
-		r.SetBody(bytes.NewReader(a.payload))
+		var cf [4]byte
+		n, _ := message.EncodeUint32(cf[:], uint32(a.format))
+		r.Options = r.Options.Add(message.Option{ID: message.ContentFormat, Value: cf[:n]})
 	}
-	return r.MarshalWithEncoder(coder.DefaultCoder)
+	size, err := coder.DefaultCoder.Size(r)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, size)
+	n, err := coder.DefaultCoder.Encode(r, b)
+	return b[:n], err
 }
 
 // reset sends a reset for message id mid.
