@@ -34,8 +34,23 @@ tmp=$(mktemp -d)
 trap 'kill $load $srv 2>/dev/null || true; rm -rf "$tmp"' EXIT
 go build -o "$tmp/" ./cmd/medfleetd ./cmd/medfleet-bench
 
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-udp() { python3 -c 'import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# medfleetd's ports lie below the ephemeral range (32768 and up), so that no
+# device's new socket can take one while medfleetd is down: over DTLS the
+# devices open new sockets to shake hands again.
+free() { python3 -c '
+import random, socket, sys
+kind = socket.SOCK_DGRAM if sys.argv[1] == "udp" else socket.SOCK_STREAM
+while True:
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        s.bind(("127.0.0.1", random.randrange(20000, 32768)))
+        print(s.getsockname()[1])
+        break
+    except OSError:
+        s.close()
+' "$1"; }
+port() { free tcp; }
+udp() { free udp; }
 coap=127.0.0.1:$(udp)
 coaps=127.0.0.1:$(udp)
 grpc=127.0.0.1:$(port)
@@ -53,7 +68,10 @@ start() {
 	local t0=$(date +%s.%N)
 	"$tmp/medfleetd" "${args[@]}" 2>>"$tmp/server.log" &
 	srv=$!
-	until curl -sf "http://$http/healthz" >/dev/null 2>&1; do sleep 0.05; done
+	until curl -sf "http://$http/healthz" >/dev/null 2>&1; do
+		kill -0 $srv 2>/dev/null || { tail -3 "$tmp/server.log" >&2; exit 1; }
+		sleep 0.05
+	done
 	awk -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "medfleetd ready in %.2f s\n", t1 - t0 }'
 }
 # Counters from /metrics: accepted reports, registrations answered 2.01,
