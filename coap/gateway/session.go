@@ -25,12 +25,12 @@ import (
 
 // Read buffers of a session: most requests fit the small one; a record that
 // does not is lost (pion drops what does not fit), so the session moves to
-// the large one, which holds the largest request the gateway answers
-// (coap.MaxPayload plus its header, or a 4.13), and the device's
+// the large one, the largest datagram pion reads (8 KiB: over DTLS a
+// request is limited by that, not by coap.MaxPayload), and the device's
 // retransmission of that request is then read whole.
 const (
 	sessionBuffer      = 2 << 10
-	sessionLargeBuffer = 20 << 10
+	sessionLargeBuffer = 8 << 10
 )
 
 // serveSessions accepts DTLS sessions on l until ctx ends, serving each in
