@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -36,13 +34,7 @@ func TestAgainstMedfleetd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if res.Timeouts+res.Unfinished+res.Resets != 0 || res.Acked != res.Sent || res.Responses["2.04"] != res.Acked || len(res.Responses) != 1 {
-		t.Errorf("timeouts %d, unfinished %d, resets %d, acked %d of %d, responses %v; want every report answered 2.04",
-			res.Timeouts, res.Unfinished, res.Resets, res.Acked, res.Sent, res.Responses)
-	}
-	if res.Acked < 50*5*3*9/10 || res.Registrations != 50 {
-		t.Errorf("acked %d, registrations %d; want at least 90%% of 750, 50", res.Acked, res.Registrations)
-	}
+	checkAllAnswered(t, res, 50, 5*3)
 	checkInventory(t, srv, res)
 	if s := res.Server; s == nil || s.Err != "" || s.Samples < 3 || s.CPUPercent <= 0 || s.PeakRSSMiB <= 0 {
 		t.Errorf("server usage = %+v, want CPU and RSS sampled", s)
@@ -104,13 +96,7 @@ func TestAgainstMedfleetdDTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if res.Timeouts+res.Unfinished+res.Resets != 0 || res.Acked != res.Sent || res.Responses["2.04"] != res.Acked || len(res.Responses) != 1 {
-		t.Errorf("timeouts %d, unfinished %d, resets %d, acked %d of %d, responses %v; want every report answered 2.04",
-			res.Timeouts, res.Unfinished, res.Resets, res.Acked, res.Sent, res.Responses)
-	}
-	if res.Acked < 30*5*3*9/10 || res.Registrations != 30 {
-		t.Errorf("acked %d, registrations %d; want at least 90%% of 450, 30", res.Acked, res.Registrations)
-	}
+	checkAllAnswered(t, res, 30, 5*3)
 	x := res.DTLS
 	if x == nil {
 		t.Fatal("Result.DTLS = nil, want the sessions")
@@ -157,7 +143,7 @@ func TestDTLSServerRestart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scfg := servertest.Config(t)
-			srv, stop := startServer(t, scfg)
+			srv, stop := servertest.StartStoppable(t, scfg)
 			// The second server listens where the first did.
 			scfg.CoAP.DTLSListen, scfg.GRPC.Listen = srv.Addrs().CoAPDTLS.String(), srv.Addrs().GRPC.String()
 
@@ -184,7 +170,7 @@ func TestDTLSServerRestart(t *testing.T) {
 				r.down.Store(true)
 			}
 			stop()
-			srv, _ = startServer(t, scfg)
+			srv, _ = servertest.StartStoppable(t, scfg)
 			if r != nil {
 				r.down.Store(false)
 			}
@@ -301,40 +287,18 @@ func (r *relay) back(up *net.UDPConn, peer *net.UDPAddr) {
 	}
 }
 
-// startServer is servertest.Start with a stop function: it stops the
-// server and waits for it, once (the test's end calls it too).
-func startServer(t *testing.T, cfg server.Config) (*server.Server, func()) {
+// checkAllAnswered checks that devices registered once each and every
+// report sent was answered 2.04, at least 90 % of the perDevice each was
+// due.
+func checkAllAnswered(t *testing.T, res *Result, devices, perDevice int) {
 	t.Helper()
-	srv, err := server.New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
+	if res.Timeouts+res.Unfinished+res.Resets != 0 || res.Acked != res.Sent || res.Responses["2.04"] != res.Acked || len(res.Responses) != 1 {
+		t.Errorf("timeouts %d, unfinished %d, resets %d, acked %d of %d, responses %v; want every report answered 2.04",
+			res.Timeouts, res.Unfinished, res.Resets, res.Acked, res.Sent, res.Responses)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("medfleetd did not stop within 20s")
-			}
-		})
+	if want := uint64(devices * perDevice); res.Acked < want*9/10 || res.Registrations != uint64(devices) {
+		t.Errorf("acked %d, registrations %d; want at least 90%% of %d, %d", res.Acked, res.Registrations, want, devices)
 	}
-	t.Cleanup(stop)
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("medfleetd not ready after 30s")
-	}
-	return srv, stop
 }
 
 func TestParseProc(t *testing.T) {

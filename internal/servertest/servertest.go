@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +49,15 @@ func SecureConfig(t testing.TB) server.Config {
 // is ready (its addresses in Addrs).
 func Start(t testing.TB, cfg server.Config, opts ...server.Option) *server.Server {
 	t.Helper()
+	srv, _ := StartStoppable(t, cfg, opts...)
+	return srv
+}
+
+// StartStoppable is Start with a function that stops the server and waits
+// for it, once; the test's end calls it too. A test restarts a server by
+// stopping it and starting another on the same cfg.
+func StartStoppable(t testing.TB, cfg server.Config, opts ...server.Option) (*server.Server, func()) {
+	t.Helper()
 	srv, err := server.New(cfg, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
@@ -55,17 +65,21 @@ func Start(t testing.TB, cfg server.Config, opts ...server.Option) *server.Serve
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("medfleetd did not stop within 20s")
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("medfleetd did not stop within 20s")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-srv.Ready():
 	case err := <-done:
@@ -73,7 +87,7 @@ func Start(t testing.TB, cfg server.Config, opts ...server.Option) *server.Serve
 	case <-time.After(30 * time.Second):
 		t.Fatal("medfleetd not ready after 30s")
 	}
-	return srv
+	return srv, stop
 }
 
 // Dial connects to a secure server's API over TLS as its first
