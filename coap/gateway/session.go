@@ -33,6 +33,14 @@ const (
 	sessionLargeBuffer = 8 << 10
 )
 
+// enrolIdleTimeout closes a session that authenticated only the server
+// (to enrol) after this long without a request, whatever coap.idle_timeout
+// says: anyone can open one, an enrolment takes one request, and the device
+// then opens a session with its new credential. Sessions are bounded only
+// by coap.max_handshakes_per_second times how long they last. A variable
+// for the tests.
+var enrolIdleTimeout = 30 * time.Second
+
 // serveSessions accepts DTLS sessions on l until ctx ends, serving each in
 // its own goroutine; then it closes l and every session and waits for
 // them.
@@ -77,8 +85,9 @@ type dtlsSession struct {
 }
 
 // serveSession shakes hands, authenticates and then answers the session's
-// requests until it goes idle for coap.idle_timeout, the device closes it,
-// its credential ends it, or ctx ends.
+// requests until it goes idle for coap.idle_timeout (an enrolling one for
+// enrolIdleTimeout), the device closes it, its credential ends it, or ctx
+// ends.
 func (g *Gateway) serveSession(ctx context.Context, c *piondtls.Conn, creds Credentials, timeout time.Duration) {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
@@ -101,9 +110,13 @@ func (g *Gateway) serveSession(ctx context.Context, c *piondtls.Conn, creds Cred
 	ctx = context.WithValue(ctx, sessionKey{}, sess)
 
 	s := &dtlsSession{g: g, conn: c, limit: rate.NewLimiter(rate.Limit(g.cfg.MaxPeerRate), g.cfg.MaxPeerBurst)}
+	idle := g.cfg.IdleTimeout
+	if sess.device == "" {
+		idle = min(idle, enrolIdleTimeout)
+	}
 	buf := make([]byte, sessionBuffer)
 	for !s.closing {
-		if err := c.SetReadDeadline(time.Now().Add(g.cfg.IdleTimeout)); err != nil {
+		if err := c.SetReadDeadline(time.Now().Add(idle)); err != nil {
 			return
 		}
 		n, err := c.Read(buf)

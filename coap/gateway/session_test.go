@@ -200,3 +200,40 @@ func TestDTLSSession(t *testing.T) {
 		t.Fatalf("an idle session reads %v after %v; want it closed after coap.idle_timeout (2s)", err, time.Since(start))
 	}
 }
+
+// TestDTLSEnrolSessionIdle: a session that authenticated only the server
+// is closed after enrolIdleTimeout without a request; a device's session
+// is not.
+func TestDTLSEnrolSessionIdle(t *testing.T) {
+	defer func(d time.Duration) { enrolIdleTimeout = d }(enrolIdleTimeout)
+	enrolIdleTimeout = 500 * time.Millisecond
+	creds := &onePSK{device: "pump-1", key: []byte("0123456789abcdef")}
+	addr, _ := startDTLSGateway(t, DefaultConfig(), &counting{}, creds, 5*time.Second)
+
+	c, err := net.DialUDP("udp", nil, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrol, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(c), c.RemoteAddr(),
+		piondtls.WithCipherSuites(coap.CipherSuites...),
+		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
+		piondtls.WithInsecureSkipVerify(true)) // the server's side is under test
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { enrol.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := enrol.HandshakeContext(ctx); err != nil {
+		t.Fatalf("handshake without a credential: %v", err)
+	}
+	device := dialPSK(t, addr, "pump-1", creds.key)
+
+	p := &dtlsPeer{t: t, conn: enrol}
+	if _, err := p.recv(3 * time.Second); err == nil || isTimeout(err) {
+		t.Errorf("an idle enrolment session reads %v; want it closed after %v", err, enrolIdleTimeout)
+	}
+	if _, err := device.recv(500 * time.Millisecond); !isTimeout(err) {
+		t.Errorf("an idle device session reads %v; want it open (coap.idle_timeout is %v)", err, DefaultConfig().IdleTimeout)
+	}
+}
