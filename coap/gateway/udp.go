@@ -178,7 +178,7 @@ func (g *Gateway) tooMany(t transport, data []byte, tkl int, peer netip.AddrPort
 	m.SetMessageID(int32(data[2])<<8 | int32(data[3]))
 	m.SetToken(data[4 : 4+tkl])
 	cfg := g.cfg
-	a := diagnostic(codes.TooManyRequests, "busy: over %v requests a second from this address; retry after Max-Age", cfg.MaxPeerRate)
+	a := diagnostic(codes.TooManyRequests, "busy: over %v requests a second from this address or DTLS session; retry after Max-Age", cfg.MaxPeerRate)
 	refill := min(time.Hour, time.Duration(float64(cfg.MaxPeerBurst)/cfg.MaxPeerRate*float64(time.Second)))
 	a.opts = []message.Option{maxAge(refill)}
 	if resp, err := encode(t, m, a); err == nil {
