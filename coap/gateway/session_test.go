@@ -205,7 +205,9 @@ func TestDTLSSession(t *testing.T) {
 // is closed after enrolIdleTimeout without a request; a device's session
 // is not.
 func TestDTLSEnrolSessionIdle(t *testing.T) {
-	defer func(d time.Duration) { enrolIdleTimeout = d }(enrolIdleTimeout)
+	// Restored after the gateway below has stopped (cleanups run last
+	// first), when no session reads it any more.
+	t.Cleanup(func(d time.Duration) func() { return func() { enrolIdleTimeout = d } }(enrolIdleTimeout))
 	enrolIdleTimeout = 500 * time.Millisecond
 	creds := &onePSK{device: "pump-1", key: []byte("0123456789abcdef")}
 	addr, _ := startDTLSGateway(t, DefaultConfig(), &counting{}, creds, 5*time.Second)
