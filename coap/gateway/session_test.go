@@ -90,15 +90,22 @@ type dtlsPeer struct {
 
 func dialPSK(t *testing.T, addr *net.UDPAddr, id string, key []byte) *dtlsPeer {
 	t.Helper()
+	return dialDTLS(t, addr,
+		piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
+		piondtls.WithPSKIdentityHint([]byte(id)))
+}
+
+// dialDTLS opens a session with the gateway's suites and the credential
+// opts give (none: one that authenticates only the server, to enrol).
+func dialDTLS(t *testing.T, addr *net.UDPAddr, opts ...piondtls.ClientOption) *dtlsPeer {
+	t.Helper()
 	c, err := net.DialUDP("udp", nil, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(c), c.RemoteAddr(),
-		piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
-		piondtls.WithPSKIdentityHint([]byte(id)),
+	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(c), c.RemoteAddr(), append(opts,
 		piondtls.WithCipherSuites(coap.CipherSuites...),
-		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret))
+		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,26 +219,9 @@ func TestDTLSEnrolSessionIdle(t *testing.T) {
 	creds := &onePSK{device: "pump-1", key: []byte("0123456789abcdef")}
 	addr, _ := startDTLSGateway(t, DefaultConfig(), &counting{}, creds, 5*time.Second)
 
-	c, err := net.DialUDP("udp", nil, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enrol, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(c), c.RemoteAddr(),
-		piondtls.WithCipherSuites(coap.CipherSuites...),
-		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
-		piondtls.WithInsecureSkipVerify(true)) // the server's side is under test
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { enrol.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := enrol.HandshakeContext(ctx); err != nil {
-		t.Fatalf("handshake without a credential: %v", err)
-	}
+	p := dialDTLS(t, addr, piondtls.WithInsecureSkipVerify(true)) // the server's side is under test
 	device := dialPSK(t, addr, "pump-1", creds.key)
 
-	p := &dtlsPeer{t: t, conn: enrol}
 	if _, err := p.recv(3 * time.Second); err == nil || isTimeout(err) {
 		t.Errorf("an idle enrolment session reads %v; want it closed after %v", err, enrolIdleTimeout)
 	}
